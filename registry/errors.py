@@ -1,0 +1,67 @@
+"""One error tree: every refusal has a stable code, a title, a detail and the figures involved.
+
+The kind of an error (rule violation, conflict, not found, ...) decides its HTTP status in one
+place (`registry/http/problems.py`); domain code never thinks in status codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RegistryError(Exception):
+    """Base of every error a user can be shown."""
+
+    code: ClassVar[str] = "registry.error"
+    title: ClassVar[str] = "The request could not be carried out"
+
+    def __init__(self, detail: str, **figures: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.figures = figures
+
+
+class BadRequest(RegistryError):
+    """The request itself is malformed (missing header, bad JSON, wrong types)."""
+
+    code = "request.invalid"
+    title = "The request is malformed"
+
+
+class Unauthenticated(RegistryError):
+    code = "auth.unauthenticated"
+    title = "Authentication is required"
+
+
+class Forbidden(RegistryError):
+    code = "auth.forbidden"
+    title = "This action is not allowed for you"
+
+
+class NotFound(RegistryError):
+    code = "resource.not_found"
+    title = "No such resource"
+
+
+class Conflict(RegistryError):
+    """The request collides with the current state (stale version, reused key)."""
+
+    code = "state.conflict"
+    title = "The request conflicts with the current state"
+
+
+class RuleViolation(RegistryError):
+    """A business rule refuses the command; nothing was written."""
+
+    code = "rule.violated"
+    title = "A business rule refuses this command"
+
+
+class PayloadTooLarge(RegistryError):
+    code = "request.too_large"
+    title = "The request body is too large"
+
+
+class InternalError(RegistryError):
+    code = "internal.error"
+    title = "The service failed to carry out the request; nothing was written"

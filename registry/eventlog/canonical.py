@@ -1,0 +1,59 @@
+"""Canonical bytes and hashes: the same event always encodes to the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from registry.eventlog.model import CanonicalEvent, StoredEvent
+
+_encoder = msgspec.json.Encoder(order="sorted")
+_decoder = msgspec.json.Decoder(CanonicalEvent)
+
+
+class NotCanonical(ValueError):
+    pass
+
+
+def encode(event: CanonicalEvent) -> bytes:
+    """UTF-8 JSON with keys sorted at every level and no insignificant whitespace."""
+    return _encoder.encode(event)
+
+
+def digest(canonical: bytes) -> bytes:
+    return hashlib.sha256(canonical).digest()
+
+
+def decode(canonical: bytes) -> CanonicalEvent:
+    return _decoder.decode(canonical)
+
+
+def check_data(value: Any, path: str = "data") -> None:
+    """Event data holds only strings, integers, booleans, null, lists and objects.
+
+    Floats are refused: money is integer fen and ratios are decimal strings, so a float in an
+    event is a bug that would make the hash depend on a binary rounding.
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotCanonical(f"{path}: keys must be strings")
+            check_data(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_data(item, f"{path}[{i}]")
+    elif value is None or isinstance(value, (str, bool, int)):
+        return
+    else:
+        raise NotCanonical(f"{path}: {type(value).__name__} is not allowed in event data")
+
+
+def stored(canonical: bytes, hash_: bytes) -> StoredEvent:
+    e = decode(canonical)
+    return StoredEvent(
+        position=e.position, stream=e.stream, version=e.version, type=e.type, schema=e.schema,
+        data=e.data, meta=e.meta, recorded_at=e.recorded_at, effective_date=e.effective_date,
+        prev_hash=e.prev_hash, hash=hash_.hex(),
+    )

@@ -1,0 +1,393 @@
+"""The single writer: every command runs here, and concurrent commands commit together (group commit).
+
+Why one writer: the log is one serialized, hash-chained sequence, so appends cannot run in
+parallel anyway. Instead of one transaction (and one lock wait and one fsync) per command, the
+writer takes whatever commands are queued, runs them one after another inside one transaction —
+each in its own savepoint when it writes projections, so a refused command leaves no trace —
+then inserts all their events in one statement and commits once. Callers are answered only
+after the commit, so an acknowledged write is durable.
+
+Across processes the transaction starts with an advisory lock, so two service processes on one
+database still produce one dense chain; the database's own triggers and unique keys back every
+guarantee in case anything bypasses this code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
+from registry.eventlog import canonical
+from registry.eventlog.model import GENESIS_HASH, CanonicalEvent, EventMeta, NewEvent
+
+log = logging.getLogger(__name__)
+
+WRITER_LOCK = 7_301_002
+NO_STREAM = -1
+"""Expected version of a stream that must not exist yet."""
+STREAM_CACHE_LIMIT = 200_000
+
+
+class StreamVersionConflict(Conflict):
+    """Another command changed the stream since the caller read it (optimistic concurrency)."""
+
+    code = "eventlog.stream_version_conflict"
+    title = "The stream has changed since you read it"
+
+
+class IdempotencyKeyReused(RuleViolation):
+    """The same Idempotency-Key was already used for a different request."""
+
+    code = "idempotency.key_reused"
+    title = "This Idempotency-Key was already used with a different request"
+
+
+class CommandResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What a command returned, the log positions it produced, and whether this was a replay."""
+
+    response: Any
+    first_position: int | None
+    last_position: int | None
+    replayed: bool = False
+
+
+Handler = Callable[["WriteContext"], Awaitable[Any]]
+
+
+class Idempotency(msgspec.Struct, kw_only=True, frozen=True):
+    scope: str
+    key: str
+    request_hash: bytes
+
+    @classmethod
+    def of(cls, scope: str, key: str, command: str, body: Any) -> Idempotency:
+        fingerprint = msgspec.json.encode({"command": command, "body": body}, order="sorted")
+        return cls(scope=scope, key=key, request_hash=hashlib.sha256(fingerprint).digest())
+
+
+class _Job:
+    __slots__ = ("handler", "meta", "idempotency", "streams", "savepoint", "future")
+
+    def __init__(self, handler: Handler, meta: EventMeta, idempotency: Idempotency | None,
+                 streams: Sequence[str], savepoint: bool) -> None:
+        self.handler = handler
+        self.meta = meta
+        self.idempotency = idempotency
+        self.streams = streams
+        self.savepoint = savepoint
+        self.future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+
+
+class WriteContext:
+    """What a command handler may do: read on the writer's transaction and append events."""
+
+    def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime) -> None:
+        self._writer = writer
+        self.conn = conn
+        self.meta = meta
+        self.now = now
+        self.positions: list[int] = []
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Current version of a stream, NO_STREAM (-1) if it has no events yet."""
+        return await self._writer._stream_version(self.conn, stream_id)
+
+    async def append(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent]) -> list[int]:
+        """Append events to a stream that must be at `expected_version` (None: whatever it is)."""
+        current = await self.stream_version(stream_id)
+        if expected_version is not None and current != expected_version:
+            raise StreamVersionConflict(
+                f"stream {stream_id} is at version {current}, the command expected {expected_version}",
+                stream=stream_id, expected_version=expected_version, actual_version=current,
+            )
+        positions = self._writer._stage(stream_id, current, events, self.meta, self.now)
+        self.positions.extend(positions)
+        return positions
+
+
+class Writer:
+    """Runs commands serially in batches; see the module docstring."""
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        # State valid only while we hold the writer lock and nobody else wrote meanwhile.
+        self._head_position = -1
+        self._head_hash = GENESIS_HASH
+        self._versions: dict[str, int] = {}
+        # Within a batch: staged rows and the undo log for the current command.
+        self._rows: list[tuple[Any, ...]] = []  # event rows in table column order
+        self._undo: dict[str, int | None] = {}
+        self.batches = 0
+        self.commands = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="registry-writer")
+
+    async def stop(self) -> None:
+        """Finish queued commands, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    # -- submitting -----------------------------------------------------------------------
+
+    async def execute(self, handler: Handler, meta: EventMeta, *, idempotency: Idempotency | None = None,
+                      streams: Sequence[str] = (), savepoint: bool = True) -> CommandResult:
+        """Run `handler` as one atomic command and return once it is committed.
+
+        `streams` names streams the handler will touch, so their versions are read in one
+        query for the whole batch; `savepoint=False` is for handlers that write nothing but
+        events (their refusals happen before any SQL write, so no savepoint is needed).
+        """
+        if self._task is None:
+            raise RuntimeError("the writer is not running")
+        job = _Job(handler, meta, idempotency, streams, savepoint)
+        self._queue.put_nowait(job)
+        return await asyncio.shield(job.future)
+
+    async def append(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent],
+                     meta: EventMeta, *, idempotency: Idempotency | None = None) -> CommandResult:
+        """Append events with no projection work: the plain, fastest path."""
+
+        async def handler(ctx: WriteContext) -> dict[str, Any]:
+            positions = await ctx.append(stream_id, expected_version, events)
+            return {"stream": stream_id, "positions": positions}
+
+        return await self.execute(handler, meta, idempotency=idempotency, streams=(stream_id,), savepoint=False)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self._max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._process(jobs)
+            except Exception:  # never let the loop die; every job gets an answer
+                log.exception("writer batch failed")
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(InternalError("the write failed; nothing was written"))
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        try:
+            outcomes = await self._run_batch(jobs)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            self._forget()
+            if len(jobs) == 1:
+                log.error("command %s failed in the database: %s", jobs[0].meta.command, exc)
+                jobs[0].future.set_exception(InternalError("the write failed in the database; nothing was written"))
+                return
+            # Isolate the culprit: every command gets its own transaction.
+            for job in jobs:
+                await self._process([job])
+            return
+        self.batches += 1
+        self.commands += len(jobs)
+        for job, outcome in zip(jobs, outcomes):
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    def _forget(self) -> None:
+        self._head_position = -2  # unknown: re-read and drop cached versions next batch
+        self._versions.clear()
+        self._rows.clear()
+
+    async def _run_batch(self, jobs: list[_Job]) -> list[CommandResult | BaseException]:
+        outcomes: list[CommandResult | BaseException] = []
+        self._rows = []
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
+                head = await conn.fetchrow("SELECT position, hash FROM event ORDER BY position DESC LIMIT 1")
+                position, hash_ = (head["position"], bytes(head["hash"])) if head else (-1, GENESIS_HASH)
+                if position != self._head_position or hash_ != self._head_hash:
+                    self._versions.clear()  # someone else wrote: cached versions may be stale
+                if len(self._versions) > STREAM_CACHE_LIMIT:
+                    self._versions.clear()
+                self._head_position, self._head_hash = position, hash_
+                committed_head = (position, hash_)
+                try:
+                    replays = await self._load_idempotency(conn, jobs)
+                    await self._prefetch_versions(conn, jobs)
+                    new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
+                    now = dt.datetime.now(dt.timezone.utc)
+                    for job in jobs:
+                        outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
+                    await self._flush(conn, new_keys, now)
+                except BaseException:
+                    self._head_position, self._head_hash = committed_head
+                    raise
+        return outcomes
+
+    async def _run_job(self, conn: asyncpg.Connection, job: _Job, replays: dict, new_keys: dict,
+                       now: dt.datetime) -> CommandResult | BaseException:
+        idem = job.idempotency
+        if idem is not None:
+            earlier = replays.get((idem.scope, idem.key))
+            if earlier is None and (idem.scope, idem.key) in new_keys:
+                first_job, first_result = new_keys[(idem.scope, idem.key)]
+                earlier = (first_job.idempotency.request_hash, first_result)
+            if earlier is not None:
+                request_hash, result = earlier
+                if request_hash != idem.request_hash:
+                    return IdempotencyKeyReused(
+                        f"Idempotency-Key {idem.key!r} was first used with a different request",
+                        idempotency_key=idem.key,
+                    )
+                return msgspec.structs.replace(result, replayed=True)
+        mark = len(self._rows)
+        head = (self._head_position, self._head_hash)
+        self._undo = {}
+        savepoint = conn.transaction() if job.savepoint else None
+        if savepoint is not None:
+            await savepoint.start()
+        ctx = WriteContext(self, conn, job.meta, now)
+        try:
+            response = await job.handler(ctx)
+            encoded = msgspec.json.encode(response)
+        except BaseException as exc:
+            if savepoint is not None:
+                await savepoint.rollback()
+            del self._rows[mark:]
+            self._head_position, self._head_hash = head
+            for stream_id, version in self._undo.items():
+                if version is None:
+                    self._versions.pop(stream_id, None)
+                else:
+                    self._versions[stream_id] = version
+            if isinstance(exc, RegistryError):
+                return exc
+            if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)) and savepoint is None:
+                raise  # the transaction is unusable; the caller isolates the failing command
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.exception("command %s failed", job.meta.command)
+            return InternalError("the command failed; nothing was written", command=job.meta.command)
+        if savepoint is not None:
+            await savepoint.commit()
+        positions = ctx.positions
+        result = CommandResult(
+            response=msgspec.json.decode(encoded),
+            first_position=positions[0] if positions else None,
+            last_position=positions[-1] if positions else None,
+        )
+        if idem is not None:
+            new_keys[(idem.scope, idem.key)] = (job, result)
+        return result
+
+    # -- storage --------------------------------------------------------------------------
+
+    async def _load_idempotency(self, conn: asyncpg.Connection, jobs: list[_Job]) -> dict:
+        keyed = [j.idempotency for j in jobs if j.idempotency is not None]
+        if not keyed:
+            return {}
+        rows = await conn.fetch(
+            "SELECT scope, key, request_hash, response, first_position, last_position FROM idempotency_key "
+            "WHERE (scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [i.scope for i in keyed], [i.key for i in keyed],
+        )
+        return {
+            (r["scope"], r["key"]): (
+                bytes(r["request_hash"]),
+                CommandResult(response=msgspec.json.decode(r["response"]), first_position=r["first_position"],
+                              last_position=r["last_position"]),
+            )
+            for r in rows
+        }
+
+    async def _prefetch_versions(self, conn: asyncpg.Connection, jobs: list[_Job]) -> None:
+        wanted = {s for j in jobs for s in j.streams if s not in self._versions}
+        if not wanted:
+            return
+        rows = await conn.fetch(
+            "SELECT stream_id, max(stream_version) AS version FROM event WHERE stream_id = ANY($1::text[]) "
+            "GROUP BY stream_id",
+            list(wanted),
+        )
+        found = {r["stream_id"]: r["version"] for r in rows}
+        for stream_id in wanted:
+            self._versions[stream_id] = found.get(stream_id, NO_STREAM)
+
+    async def _stream_version(self, conn: asyncpg.Connection, stream_id: str) -> int:
+        version = self._versions.get(stream_id)
+        if version is None:
+            version = await conn.fetchval("SELECT max(stream_version) FROM event WHERE stream_id = $1", stream_id)
+            version = NO_STREAM if version is None else version
+            self._versions[stream_id] = version
+        return version
+
+    def _stage(self, stream_id: str, current: int, events: Sequence[NewEvent], meta: EventMeta,
+               now: dt.datetime) -> list[int]:
+        positions = []
+        if stream_id not in self._undo:
+            self._undo[stream_id] = self._versions.get(stream_id)
+        version = current
+        for event in events:
+            try:
+                canonical.check_data(event.data)
+            except canonical.NotCanonical as exc:
+                raise InternalError(f"event {event.type} cannot be stored: {exc}") from exc
+            version += 1
+            position = self._head_position + 1
+            doc = CanonicalEvent(
+                position=position, stream=stream_id, version=version, type=event.type,
+                schema=event.schema_version, data=event.data, meta=meta, recorded_at=now,
+                effective_date=event.effective_date, prev_hash=self._head_hash.hex(),
+            )
+            raw = canonical.encode(doc)
+            hash_ = canonical.digest(raw)
+            self._rows.append((position, stream_id, version, event.type, event.schema_version, meta.actor,
+                               now, event.effective_date, raw, hash_, self._head_hash))
+            self._head_position, self._head_hash = position, hash_
+            positions.append(position)
+        self._versions[stream_id] = version
+        return positions
+
+    async def _flush(self, conn: asyncpg.Connection, new_keys: dict, now: dt.datetime) -> None:
+        if self._rows:
+            columns = [list(column) for column in zip(*self._rows)]
+            await conn.execute(
+                "INSERT INTO event (position, stream_id, stream_version, event_type, schema_version, actor, "
+                "recorded_at, effective_date, canonical, hash, prev_hash) "
+                "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::smallint[], $6::text[], "
+                "$7::timestamptz[], $8::date[], $9::bytea[], $10::bytea[], $11::bytea[]) ORDER BY 1",
+                *columns,
+            )
+        if new_keys:
+            keys = [(job.idempotency, job.meta.command, result) for job, result in new_keys.values()]
+            await conn.execute(
+                "INSERT INTO idempotency_key (scope, key, command, request_hash, response, first_position, "
+                "last_position, created_at) SELECT *, $8::timestamptz FROM unnest($1::text[], $2::text[], "
+                "$3::text[], $4::bytea[], $5::bytea[], $6::bigint[], $7::bigint[])",
+                [i.scope for i, _, _ in keys], [i.key for i, _, _ in keys], [c for _, c, _ in keys],
+                [i.request_hash for i, _, _ in keys], [msgspec.json.encode(r.response) for _, _, r in keys],
+                [r.first_position for _, _, r in keys], [r.last_position for _, _, r in keys], now,
+            )
+        self._rows = []

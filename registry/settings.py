@@ -1,0 +1,64 @@
+"""One frozen settings object, read from the environment (REGISTRY_* and DATABASE_URL)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Everything the service can be told; defaults run a local market on an embedded PostgreSQL."""
+
+    data_dir: Path = Path("var")
+    """Data folder: the embedded PostgreSQL cluster and generated keys live here."""
+    database_url: str | None = None
+    """DSN the service uses (the least-privileged application role). Unset: embedded server."""
+    database_owner_url: str | None = None
+    """DSN of the schema owner, used only to apply migrations. Defaults to database_url."""
+    app_password: str | None = None
+    """Password set on the application role by `registry migrate` (external servers)."""
+    market_name: str = "Tianjin OTC 天津滨海柜台交易市场"
+    market_origin: str = "registry.tjotc.example/log"
+    province_prefix: str = "12"
+    """Only enterprises whose USCC division code starts with this are served (12 = Tianjin)."""
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    max_batch: int = 256
+    """Most commands the single writer commits in one transaction (group commit)."""
+    max_body_bytes: int = 1_048_576
+    page_limit_max: int = 500
+    migrations_path: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        fields = {f.name: f for f in msgspec.structs.fields(cls)}
+        for name in fields:
+            key = "DATABASE_URL" if name == "database_url" else f"REGISTRY_{name.upper()}"
+            if name == "database_owner_url" and "DATABASE_OWNER_URL" in env:
+                key = "DATABASE_OWNER_URL"
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
+
+    @property
+    def owner_url(self) -> str | None:
+        return self.database_owner_url or self.database_url
+
+    def resolved_migrations_path(self) -> Path:
+        if self.migrations_path is not None:
+            return self.migrations_path
+        packaged = Path(__file__).parent / "_migrations"
+        if packaged.is_dir():
+            return packaged
+        return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _decode_path(type_: type, obj: object) -> object:
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError
