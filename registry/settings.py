@@ -59,6 +59,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 
 def _decode_path(type_: type, obj: object) -> object:
-    if type_ is Path and isinstance(obj, str):
+    if type_ is Path and isinstance(obj, (str, Path)):
         return Path(obj)
     raise NotImplementedError

@@ -21,10 +21,12 @@ APP_ROLE = "registry_app"
 class Dsns:
     """Where to connect: as the owner (migrations) and as the application role (everything else)."""
 
-    def __init__(self, owner: str, app: str, embedded: EmbeddedPostgres | None) -> None:
+    def __init__(self, owner: str, app: str, embedded: EmbeddedPostgres | None, started: bool = False) -> None:
         self.owner = owner
         self.app = app
         self.embedded = embedded
+        self.started = started
+        """True when this process started the embedded server (and so should stop it)."""
 
 
 def resolve(settings: Settings, *, start_embedded: bool = True) -> Dsns:
@@ -32,9 +34,8 @@ def resolve(settings: Settings, *, start_embedded: bool = True) -> Dsns:
     if settings.database_url:
         return Dsns(settings.owner_url or settings.database_url, settings.database_url, None)
     server = EmbeddedPostgres(settings.data_dir)
-    if start_embedded:
-        server.start()
-    return Dsns(server.dsn(SUPERUSER), server.dsn(APP_ROLE), server)
+    started = server.start() if start_embedded else False
+    return Dsns(server.dsn(SUPERUSER), server.dsn(APP_ROLE), server, started)
 
 
 class Database:

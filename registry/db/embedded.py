@@ -151,14 +151,16 @@ class EmbeddedPostgres:
             return False
         return len(lines) >= 8 and lines[7].strip() == "ready"
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60) -> bool:
+        """Make sure the server runs; True when this call started it (False: it was already up)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         if not self.initialised():
             self._initdb()
-        if self.running_pid() is not None:
+        started = self.running_pid() is None
+        if not started:
             log.info("adopting PostgreSQL server already running for %s", self.pgdata)
         else:
             stale = self.pgdata / "postmaster.pid"
@@ -175,6 +177,7 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"PostgreSQL did not become ready; see {self.pgdata / 'server.log'}")
             time.sleep(0.1)
         self._ensure_database()
+        return started
 
     def _ensure_database(self) -> None:
         out = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'", database="postgres")

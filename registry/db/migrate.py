@@ -47,8 +47,13 @@ def migration_ids(folder: Path) -> list[str]:
     return sorted(ids)
 
 
-async def apply_migrations(owner_dsn: str, folder: Path, *, quiet: bool = True) -> list[str]:
-    """Apply pending migrations as the schema owner; returns the ids applied now."""
+async def apply_migrations(owner_dsn: str, folder: Path, *, quiet: bool = True,
+                           app_password: str | None = None) -> list[str]:
+    """Apply pending migrations as the schema owner; returns the ids applied now.
+
+    `app_password` (external servers) is set on the application role, which migrations create
+    without one: on the embedded server it signs in over the local socket.
+    """
     engine = PostgresEngine(config={"dsn": owner_dsn}, log_queries=False)
     async with _local_lock:
         lock_conn = await engine.get_new_connection()
@@ -66,6 +71,9 @@ async def apply_migrations(owner_dsn: str, folder: Path, *, quiet: bool = True) 
             if not result.success:
                 raise RuntimeError(f"migrations failed: {result.message}")
             after = set(await Migration.get_migrations_which_ran(app_name=APP_NAME))
+            if app_password:
+                literal = await lock_conn.fetchval("SELECT quote_literal($1)", app_password)
+                await lock_conn.execute(f"ALTER ROLE registry_app LOGIN PASSWORD {literal}")
         finally:
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
             await lock_conn.close()

@@ -1,0 +1,67 @@
+"""create_app(settings): the Litestar application — controllers, error handling, lifespan. No import-time effects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from registry.db.database import Database
+from registry.eventlog.api import EventController
+from registry.health.api import HealthController
+from registry.http.problems import EXCEPTION_HANDLERS
+from registry.http.request_id import RequestIdMiddleware, add_request_id_header
+from registry.settings import Settings
+
+CONTROLLERS = [HealthController, EventController]
+
+
+def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None) -> Litestar:
+    """The service. Pass an open `database` (tests) or a `dsn` the app opens and closes itself."""
+    if (dsn is None) == (database is None):
+        raise ValueError("give exactly one of dsn or database")
+    owned = database is None
+    db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if owned:
+            await db.open()
+        try:
+            yield
+        finally:
+            if owned:
+                await db.close()
+
+    return Litestar(
+        route_handlers=CONTROLLERS,
+        state=State({"db": db, "settings": settings}),
+        lifespan=[lifespan],
+        middleware=[RequestIdMiddleware],
+        before_send=[add_request_id_header],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="registry — 区域性股权市场登记系统",
+            version="0.1.0",
+            description=(
+                "System of record for a regional equity market: the listing pipeline "
+                "(孵化层 → 规范层 → 培育层 → 上市后备库 → 新三板 → 北交所) and the 认股权 (stock warrant) registry. "
+                "Every fact is an event in an append-only, hash-chained log. Errors are RFC 9457 problems "
+                "whose `type` is `urn:registry:problem:<code>`."
+            ),
+            components=Components(security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            }),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+__all__ = ["create_app", "AppConfig"]

@@ -1,0 +1,185 @@
+"""The `registry` command: serve, migrate, demo, verify, token, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from registry.settings import Settings
+
+log = logging.getLogger("registry")
+
+DESCRIPTION = """\
+registry — system of record for a regional equity market (区域性股权市场).
+Listing pipeline (挂牌/分层) and 认股权 (stock warrant) registry on an append-only, hash-chained event log.
+
+With no DATABASE_URL, every command uses an embedded PostgreSQL under the data folder
+(default ./var, or REGISTRY_DATA_DIR, or --data-dir).
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(data_dir=getattr(args, "data_dir", None))
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    from registry.http.request_id import RequestIdLogFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("asyncio", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _database(settings: Settings, *, migrate: bool = True, owner_lock: bool = False) -> Iterator["Dsns"]:
+    """Resolve (and start, when embedded) the database; stop the embedded server if we started it."""
+    from registry.db.database import resolve
+    from registry.db.migrate import apply_migrations
+
+    lock_file = None
+    if owner_lock and not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock_file = open(settings.data_dir / "serve.lock", "w")  # noqa: SIM115 - held for the process lifetime
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"another `registry serve` is running on {settings.data_dir.resolve()}") from None
+    dsns = resolve(settings)
+    try:
+        if migrate:
+            applied = asyncio.run(apply_migrations(dsns.owner, settings.resolved_migrations_path(),
+                                                   app_password=settings.app_password))
+            for migration_id in applied:
+                log.info("applied migration %s", migration_id)
+        yield dsns
+    finally:
+        # `serve` owns the embedded server (even one adopted from a crashed run); others stop only their own.
+        if dsns.embedded is not None and (owner_lock or dsns.started):
+            log.info("stopping embedded PostgreSQL")
+            dsns.embedded.stop()
+        if lock_file is not None:
+            lock_file.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from registry.app import create_app
+
+    settings = _settings(args)
+    with _database(settings, owner_lock=True) as dsns:
+        if args.demo:
+            from registry.demo import load_demo
+
+            asyncio.run(load_demo(settings, dsns.app))
+        app = create_app(settings, dsn=dsns.app)
+        url = f"http://{args.host}:{args.port}"
+        print(f"registry is serving {settings.market_name} at {url}  (API docs: {url}/schema)", flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                                               access_log=args.access_log, lifespan="on"))
+        server.run()  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with _database(settings, migrate=True):
+        print("schema is current")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from registry.demo import load_demo
+
+    settings = _settings(args)
+    with _database(settings) as dsns:
+        summary = asyncio.run(load_demo(settings, dsns.app, progress=True))
+    print(summary)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import asyncpg
+    from tqdm import tqdm
+
+    from registry.eventlog.store import verify_log
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        with _database(settings, migrate=False) as dsns:
+            conn = await asyncpg.connect(dsns.app)
+            try:
+                total = await conn.fetchval("SELECT count(*) FROM event")
+                with tqdm(total=total, unit="event", desc="verifying", file=sys.stderr,
+                          disable=args.quiet) as bar:
+                    report = await verify_log(conn, progress=bar.update)
+            finally:
+                await conn.close()
+        if report.ok:
+            print(f"OK: {report.checked} events, chain intact; head hash {report.head_hash}")
+            return 0
+        print(f"FAILED at position {report.first_bad_position}: {report.problem} "
+              f"({report.checked} events before it verified)", file=sys.stderr)
+        return 1
+
+    return asyncio.run(run())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from registry.bench.eventlog import main as bench_eventlog
+
+    return bench_eventlog(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="registry", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_: str, func) -> argparse.ArgumentParser:  # noqa: ANN001
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--data-dir", type=Path, default=None,
+                       help="data folder for the embedded PostgreSQL and keys (default ./var; env REGISTRY_DATA_DIR)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("serve", "run the HTTP service (starts the embedded PostgreSQL unless DATABASE_URL is set; "
+                     "applies pending migrations)", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--demo", action="store_true", help="load the demo market first (idempotent)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+    add("migrate", "apply pending schema migrations as the database owner", cmd_migrate)
+    add("demo", "load a small demo market; running it again changes nothing", cmd_demo)
+    p = add("verify", "recompute the event log's hash chain; exit 1 naming the first bad position", cmd_verify)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
+    p.add_argument("target", choices=["eventlog"], help="what to measure")
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")
+    p.add_argument("--writers", default="1,16,64", help="concurrent writers for the service path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

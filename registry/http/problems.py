@@ -1,0 +1,113 @@
+"""RFC 9457 problem+json for every error: the one place where an error kind becomes an HTTP status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from registry import errors
+from registry.http.request_id import request_id_for
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_KIND: tuple[tuple[type[errors.RegistryError], int], ...] = (
+    (errors.BadRequest, 400),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
+    (errors.RuleViolation, 422),
+    (errors.InternalError, 500),
+)
+
+_HTTP_CODES = {
+    400: "request.invalid", 401: "auth.unauthenticated", 403: "auth.forbidden", 404: "resource.not_found",
+    405: "request.method_not_allowed", 406: "request.not_acceptable", 413: "request.too_large",
+    415: "request.unsupported_media_type", 429: "request.rate_limited",
+}
+
+
+def status_of(error: errors.RegistryError) -> int:
+    for kind, status in STATUS_BY_KIND:
+        if isinstance(error, kind):
+            return status
+    return 422
+
+
+def problem(status: int, code: str, title: str, detail: str, request: Request | None = None,
+            **extra: Any) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"urn:registry:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    if request is not None:
+        body["request_id"] = request_id_for(request.scope)
+    for key, value in extra.items():
+        if key not in body:
+            body[key] = value
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def registry_error_handler(request: Request, exc: errors.RegistryError) -> Response[dict[str, Any]]:
+    status = status_of(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc.detail)
+    return problem(status, exc.code, exc.title, exc.detail, request, **exc.figures)
+
+
+def http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        # Litestar reports body/query decoding errors here: wrong types, unknown fields, bad JSON.
+        return problem(400, "request.invalid", "The request is malformed", _validation_detail(exc), request,
+                       errors=_jsonable(exc.extra))
+    if status >= 500:
+        log.error("HTTP %s: %s", status, exc.detail)
+        return problem(status, "internal.error", "The service failed", "internal error", request)
+    code = _HTTP_CODES.get(status, f"http.{status}")
+    return problem(status, code, exc.detail or "Request refused", exc.detail or "", request)
+
+
+def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unexpected error")
+    return problem(500, "internal.error", "The service failed to carry out the request",
+                   "an unexpected error occurred; nothing was written", request)
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    extra = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict) and "message" in extra[0]:
+        parts = [f"{e.get('key', '')}: {e['message']}".strip(": ") for e in extra]
+        return "; ".join(parts)
+    return exc.detail or "the request could not be decoded"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+EXCEPTION_HANDLERS = {
+    errors.RegistryError: registry_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: unexpected_error_handler,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "problem", "status_of", "PROBLEM_JSON", "MediaType"]
