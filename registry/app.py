@@ -11,14 +11,17 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from registry.access.policy import authorize
+from registry.access.tokens import TokenService, load_or_create_key
 from registry.db.database import Database
 from registry.eventlog.api import EventController
 from registry.health.api import HealthController
+from registry.parties.api import AccountController, EnterpriseController, InvestorController
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 
-CONTROLLERS = [HealthController, EventController]
+CONTROLLERS = [HealthController, EventController, EnterpriseController, InvestorController, AccountController]
 
 
 def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None) -> Litestar:
@@ -26,6 +29,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     if (dsn is None) == (database is None):
         raise ValueError("give exactly one of dsn or database")
     owned = database is None
+    tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
     db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
 
     @asynccontextmanager
@@ -40,7 +44,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
 
     return Litestar(
         route_handlers=CONTROLLERS,
-        state=State({"db": db, "settings": settings}),
+        state=State({"db": db, "settings": settings, "tokens": tokens}),
+        guards=[authorize],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],
         before_send=[add_request_id_header],

@@ -19,6 +19,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """DSN of the schema owner, used only to apply migrations. Defaults to database_url."""
     app_password: str | None = None
     """Password set on the application role by `registry migrate` (external servers)."""
+    token_key: str | None = None
+    """PEM Ed25519 private key signing bearer tokens; unset: generated in the data folder."""
     market_name: str = "Tianjin OTC 天津滨海柜台交易市场"
     market_origin: str = "registry.tjotc.example/log"
     province_prefix: str = "12"

@@ -15,6 +15,7 @@ from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
 from registry.settings import Settings
+from support import TEST_KEY_PEM
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ class Dsns:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(migrations_path=REPO / "migrations", data_dir=Path("/nonexistent"))
+    return Settings(migrations_path=REPO / "migrations", data_dir=Path("/nonexistent"), token_key=TEST_KEY_PEM)
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +76,4 @@ async def client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncC
     app = create_app(settings, database=db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry.test") as c:
         yield c
+

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from registry.access.policy import READ_ALL, allow
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
 from registry.http.pagination import Page, clamp_limit, page, position_cursor
@@ -17,14 +18,14 @@ class EventController(Controller):
     path = "/events"
     tags = ["event log"]
 
-    @get("/", summary="Events after a position, in log order")
+    @get("/", summary="Events after a position, in log order", opt=allow(*READ_ALL))
     async def list_events(
         self,
         state: State,
-        after: Annotated[str | None, Parameter(description="cursor: return events after this position")] = None,
-        stream: Annotated[str | None, Parameter(description="only this stream")] = None,
-        event_type: Annotated[str | None, Parameter(query="type", description="only this event type")] = None,
-        limit: Annotated[int | None, Parameter(description="page size (capped)")] = None,
+        after: Annotated[str | None, QueryParameter(description="cursor: return events after this position")] = None,
+        stream: Annotated[str | None, QueryParameter(description="only this stream")] = None,
+        event_type: Annotated[str | None, QueryParameter(name="type", description="only this event type")] = None,
+        limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
     ) -> Page[StoredEvent]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:

@@ -24,9 +24,11 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from registry.clock import business_date
 from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
-from registry.eventlog import canonical
+from registry.eventlog import canonical, projection
 from registry.eventlog.model import GENESIS_HASH, CanonicalEvent, EventMeta, NewEvent
+from registry.eventlog.projection import EventRecord
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,11 @@ class _Job:
 
 
 class WriteContext:
-    """What a command handler may do: read on the writer's transaction and append events."""
+    """What a command handler may do: read on the writer's transaction and append events.
+
+    Appending applies the events' projectors at once, on the same transaction, so a command
+    reads its own writes and its projection rows commit (or vanish) with its events.
+    """
 
     def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime) -> None:
         self._writer = writer
@@ -95,6 +101,15 @@ class WriteContext:
         self.meta = meta
         self.now = now
         self.positions: list[int] = []
+
+    @property
+    def next_position(self) -> int:
+        """The position the next appended event will take (stable within this command)."""
+        return self._writer._head_position + 1
+
+    @property
+    def business_date(self) -> dt.date:
+        return business_date(self.now)
 
     async def stream_version(self, stream_id: str) -> int:
         """Current version of a stream, NO_STREAM (-1) if it has no events yet."""
@@ -110,6 +125,11 @@ class WriteContext:
             )
         positions = self._writer._stage(stream_id, current, events, self.meta, self.now)
         self.positions.extend(positions)
+        for position, event in zip(positions, events):
+            await projection.apply(self.conn, EventRecord(
+                position=position, stream=stream_id, type=event.type, data=event.data, actor=self.meta.actor,
+                recorded_at=self.now, effective_date=event.effective_date,
+            ))
         return positions
 
 

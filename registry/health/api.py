@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, Response, get
 from litestar.datastructures import State
 
+from registry.access.policy import public
 from registry.db.migrate import pending_migrations
 from registry.http.problems import problem
 
@@ -22,11 +23,11 @@ class HealthController(Controller):
     path = "/health"
     tags = ["health"]
 
-    @get("/live", summary="The process is running")
+    @get("/live", summary="The process is running", opt=public())
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", summary="The database is reachable and its schema is current")
+    @get("/ready", summary="The database is reachable and its schema is current", opt=public())
     async def ready(self, state: State) -> Response[Any]:
         try:
             async with state.db.connection() as conn:

@@ -1,0 +1,1 @@
+"""Access control: identities from signed tokens, roles, route policies and four-eyes."""

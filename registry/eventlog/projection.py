@@ -1,0 +1,54 @@
+"""Projections: query tables kept by applying each event, in the transaction that appends it.
+
+Each feature registers a projector per event type. The writer applies them as events are
+staged, and a rebuild replays the whole log through the very same functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class EventRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """What a projector sees of an event."""
+
+    position: int
+    stream: str
+    type: str
+    data: dict[str, Any]
+    actor: str
+    recorded_at: dt.datetime
+    effective_date: dt.date | None
+
+
+Projector = Callable[[asyncpg.Connection, EventRecord], Awaitable[None]]
+_PROJECTORS: dict[str, Projector] = {}
+PROJECTION_TABLES: list[str] = []
+"""Tables that are pure projections (emptied and refilled by a rebuild), in dependency order."""
+
+
+def projects(*event_types: str) -> Callable[[Projector], Projector]:
+    def register(fn: Projector) -> Projector:
+        for event_type in event_types:
+            if event_type in _PROJECTORS:
+                raise RuntimeError(f"two projectors for {event_type}")
+            _PROJECTORS[event_type] = fn
+        return fn
+    return register
+
+
+def projection_tables(*tables: str) -> None:
+    for table in tables:
+        if table not in PROJECTION_TABLES:
+            PROJECTION_TABLES.append(table)
+
+
+async def apply(conn: asyncpg.Connection, record: EventRecord) -> None:
+    projector = _PROJECTORS.get(record.type)
+    if projector is not None:
+        await projector(conn, record)

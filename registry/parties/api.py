@@ -1,0 +1,170 @@
+"""HTTP for parties: enterprises, investors, securities accounts, qualified-investor status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from registry.access.policy import READ_ALL, allow, ensure_own, identity_of
+from registry.access.tokens import Role
+from registry.clock import business_date
+from registry.errors import Forbidden
+from registry.http.commands import run_command
+from registry.http.pagination import Page, clamp_limit, page
+from registry.parties import domain, service
+from registry.parties.service import AccountView, EnterpriseView, InvestorView, QualificationView
+
+Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
+After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
+
+
+class EnterpriseController(Controller):
+    path = "/enterprises"
+    tags = ["parties · 企业"]
+
+    @post("/", summary="Register an enterprise (挂牌企业登记)", opt=allow(Role.operator, writes=True))
+    async def register(self, request: Request, data: JSONBody[domain.RegisterEnterprise], state: State) -> Response[Any]:
+        handler = service.register_enterprise(data, province_prefix=state.settings.province_prefix)
+        return await run_command(request, command="RegisterEnterprise", body=data, handler=handler,
+                                 streams=[service.enterprise_stream(data.uscc)])
+
+    @get("/", summary="Enterprises, by USCC", opt=allow(*READ_ALL))
+    async def list_all(self, state: State, after: After = None, limit: Limit = None, status: FromQuery[str | None] = None,
+                   specialised_level: FromQuery[str | None] = None, name_contains: FromQuery[str | None] = None) -> Page[EnterpriseView]:
+        n = clamp_limit(limit, state.settings.page_limit_max)
+        async with state.db.connection() as conn:
+            items = await service.list_enterprises(conn, after=after, limit=n, status=status,
+                                                   specialised_level=specialised_level, name_contains=name_contains)
+        return page(items, n, lambda e: e.uscc)
+
+    @get("/{uscc:str}", summary="One enterprise", opt=allow(*READ_ALL, own=(Role.enterprise,)))
+    async def one(self, request: Request, state: State, uscc: FromPath[str]) -> EnterpriseView:
+        ensure_own(identity_of(request), Role.enterprise, uscc)
+        async with state.db.connection() as conn:
+            return await service.get_enterprise(conn, uscc)
+
+
+class InvestorController(Controller):
+    path = "/investors"
+    tags = ["parties · 投资者"]
+
+    @post("/", summary="Register an investor (natural person or institution)", opt=allow(Role.operator, writes=True))
+    async def register(self, request: Request, data: JSONBody[domain.RegisterInvestor]) -> Response[Any]:
+        return await run_command(request, command="RegisterInvestor", body=data,
+                                 handler=service.register_investor(data))
+
+    @get("/", summary="Investors", opt=allow(*READ_ALL))
+    async def list_all(self, state: State, after: After = None, limit: Limit = None,
+                   kind: FromQuery[str | None] = None) -> Page[InvestorView]:
+        n = clamp_limit(limit, state.settings.page_limit_max)
+        async with state.db.connection() as conn:
+            items = await service.list_investors(conn, after=after, limit=n, kind=kind)
+        return page(items, n, lambda i: i.investor_id)
+
+    @get("/{investor_id:str}", summary="One investor", opt=allow(*READ_ALL, own=(Role.investor,)))
+    async def one(self, request: Request, state: State, investor_id: FromPath[str]) -> InvestorView:
+        ensure_own(identity_of(request), Role.investor, investor_id)
+        async with state.db.connection() as conn:
+            return await service.get_investor(conn, investor_id)
+
+    @post("/{investor_id:str}/accounts", summary="Open a securities account (开户)",
+          opt=allow(Role.operator, writes=True))
+    async def open_account(self, request: Request, investor_id: FromPath[str], data: JSONBody[domain.OpenAccount]) -> Response[Any]:
+        return await run_command(request, command="OpenAccount", body={"investor_id": investor_id, **msgspec.to_builtins(data)},
+                                 handler=service.open_account(investor_id, data))
+
+    @get("/{investor_id:str}/accounts", summary="An investor's accounts", opt=allow(*READ_ALL, own=(Role.investor,)))
+    async def accounts(self, request: Request, state: State, investor_id: FromPath[str], after: After = None,
+                       limit: Limit = None, status: FromQuery[str | None] = None) -> Page[AccountView]:
+        ensure_own(identity_of(request), Role.investor, investor_id)
+        n = clamp_limit(limit, state.settings.page_limit_max)
+        async with state.db.connection() as conn:
+            await service.get_investor(conn, investor_id)
+            items = await service.list_accounts(conn, investor_id=investor_id, after=after, limit=n, status=status)
+        return page(items, n, lambda a: a.account_id)
+
+    @post("/{investor_id:str}/qualifications", summary="Record qualified-investor status (合格投资者认定)",
+          opt=allow(Role.operator, writes=True))
+    async def grant(self, request: Request, investor_id: FromPath[str], data: JSONBody[domain.GrantQualification]) -> Response[Any]:
+        return await run_command(request, command="GrantQualification",
+                                 body={"investor_id": investor_id, **msgspec.to_builtins(data)},
+                                 handler=service.grant_qualification(investor_id, data))
+
+    @post("/{investor_id:str}/qualifications/{sequence:int}/revocations", summary="Revoke a qualified-investor status",
+          opt=allow(Role.operator, writes=True))
+    async def revoke(self, request: Request, investor_id: FromPath[str], sequence: FromPath[int],
+                     data: JSONBody[domain.RevokeQualification]) -> Response[Any]:
+        return await run_command(request, command="RevokeQualification",
+                                 body={"investor_id": investor_id, "sequence": sequence, **msgspec.to_builtins(data)},
+                                 handler=service.revoke_qualification(investor_id, sequence, data), reason=data.reason)
+
+    @get("/{investor_id:str}/qualifications", summary="Qualified-investor statuses, and whether qualified on a date",
+         opt=allow(*READ_ALL, own=(Role.investor,)))
+    async def statuses(self, request: Request, state: State, investor_id: FromPath[str],
+                       as_of: FromQuery[dt.date | None] = None) -> QualificationReport:
+        ensure_own(identity_of(request), Role.investor, investor_id)
+        day = as_of or business_date(dt.datetime.now(dt.timezone.utc))
+        async with state.db.connection() as conn:
+            await service.get_investor(conn, investor_id)
+            items = await service.qualifications(conn, investor_id)
+            qualified = await service.investor_is_qualified(conn, investor_id, day)
+        return QualificationReport(investor_id=investor_id, as_of=day, qualified=qualified, statuses=items)
+
+
+class QualificationReport(msgspec.Struct, kw_only=True, frozen=True):
+    investor_id: str
+    as_of: dt.date
+    qualified: bool
+    statuses: list[QualificationView]
+
+
+class AccountController(Controller):
+    path = "/accounts"
+    tags = ["parties · 账户"]
+
+    @get("/", summary="Accounts", opt=allow(*READ_ALL))
+    async def list_all(self, state: State, after: After = None, limit: Limit = None, status: FromQuery[str | None] = None,
+                   investor_id: FromQuery[str | None] = None) -> Page[AccountView]:
+        n = clamp_limit(limit, state.settings.page_limit_max)
+        async with state.db.connection() as conn:
+            items = await service.list_accounts(conn, investor_id=investor_id, after=after, limit=n, status=status)
+        return page(items, n, lambda a: a.account_id)
+
+    @get("/{account_id:str}", summary="One account", opt=allow(*READ_ALL, own=(Role.investor,)))
+    async def one(self, request: Request, state: State, account_id: FromPath[str]) -> AccountView:
+        async with state.db.connection() as conn:
+            await ensure_account_owner(request, conn, account_id)
+            return await service.get_account(conn, account_id)
+
+    @post("/{account_id:str}/freezes", summary="Freeze an account (冻结) on a court order or regulator's demand",
+          opt=allow(Role.operator, writes=True))
+    async def freeze(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.FreezeAccount]) -> Response[Any]:
+        return await run_command(request, command="FreezeAccount",
+                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
+                                 handler=service.freeze_account(account_id, data), reason=data.reason, status=200)
+
+    @post("/{account_id:str}/thaws", summary="Thaw a frozen account (解冻)", opt=allow(Role.operator, writes=True))
+    async def thaw(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.ThawAccount]) -> Response[Any]:
+        return await run_command(request, command="ThawAccount",
+                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
+                                 handler=service.thaw_account(account_id, data), reason=data.reason, status=200)
+
+    @post("/{account_id:str}/closures", summary="Close an empty account (销户)", opt=allow(Role.operator, writes=True))
+    async def close(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.CloseAccount]) -> Response[Any]:
+        return await run_command(request, command="CloseAccount",
+                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
+                                 handler=service.close_account(account_id, data), reason=data.reason, status=200)
+
+
+async def ensure_account_owner(request: Request, conn: Any, account_id: str) -> None:
+    """An investor reaches only its own accounts; a missing account looks the same as someone else's."""
+    identity = identity_of(request)
+    if identity.role is Role.investor and await service.account_owner(conn, account_id) != identity.subject:
+        raise Forbidden("you may only act on your own records")
+    if identity.role is Role.enterprise:
+        raise Forbidden("you may only act on your own records")
