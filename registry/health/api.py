@@ -37,5 +37,5 @@ class HealthController(Controller):
             return problem(503, "health.database_unreachable", "The database is not reachable", str(exc))
         if pending:
             return problem(503, "health.migrations_pending", "Migrations are pending",
-                           f"{len(pending)} migration(s) not applied", pending_migrations=pending)
+                           f"{len(pending)} migration(s) not applied", extra={"pending_migrations": pending})
         return Response(Health(status="ready", log_size=size))

@@ -41,7 +41,8 @@ def status_of(error: errors.RegistryError) -> int:
 
 
 def problem(status: int, code: str, title: str, detail: str, request: Request | None = None,
-            **extra: Any) -> Response[dict[str, Any]]:
+            extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
+    """A problem document; `extra` (the rule's figures) may not overwrite the standard members."""
     body: dict[str, Any] = {
         "type": f"urn:registry:problem:{code}",
         "title": title,
@@ -53,7 +54,7 @@ def problem(status: int, code: str, title: str, detail: str, request: Request | 
         body["instance"] = request.url.path
     if request is not None:
         body["request_id"] = request_id_for(request.scope)
-    for key, value in extra.items():
+    for key, value in (extra or {}).items():
         if key not in body:
             body[key] = value
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -64,7 +65,7 @@ def registry_error_handler(request: Request, exc: errors.RegistryError) -> Respo
     status = status_of(exc)
     if status >= 500:
         log.error("request failed: %s", exc.detail)
-    return problem(status, exc.code, exc.title, exc.detail, request, **exc.figures)
+    return problem(status, exc.code, exc.title, exc.detail, request, exc.figures)
 
 
 def http_exception_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
@@ -72,7 +73,7 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
     if isinstance(exc, ValidationException):
         # Litestar reports body/query decoding errors here: wrong types, unknown fields, bad JSON.
         return problem(400, "request.invalid", "The request is malformed", _validation_detail(exc), request,
-                       errors=_jsonable(exc.extra))
+                       {"errors": _jsonable(exc.extra)})
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return problem(status, "internal.error", "The service failed", "internal error", request)

@@ -270,7 +270,7 @@ def decide_freeze_account(account: AccountState, cmd: FreezeAccount, today: dt.d
     """冻结: on a court order or a regulator's demand, with the document it rests on."""
     if account.status is not AccountStatus.open:
         raise AccountStateRefused(f"account {account.account_id} is {account.status}; only an open account can be "
-                                  "frozen", status=str(account.status), allowed_statuses=["open"])
+                                  "frozen", account_status=str(account.status), allowed_statuses=["open"])
     _require_text("document_ref", cmd.document_ref)
     _require_text("reason", cmd.reason)
     if cmd.document_digest is not None:
@@ -282,7 +282,7 @@ def decide_thaw_account(account: AccountState, cmd: ThawAccount, today: dt.date)
     """解冻."""
     if account.status is not AccountStatus.frozen:
         raise AccountStateRefused(f"account {account.account_id} is {account.status}; only a frozen account can be "
-                                  "thawed", status=str(account.status), allowed_statuses=["frozen"])
+                                  "thawed", account_status=str(account.status), allowed_statuses=["frozen"])
     _require_text("document_ref", cmd.document_ref)
     return [_event("account.thawed", {"account_id": account.account_id, **msgspec.to_builtins(cmd)}, today)]
 
@@ -291,7 +291,7 @@ def decide_close_account(account: AccountState, cmd: CloseAccount, units_held: i
     """销户: only an open account that holds nothing."""
     if account.status is not AccountStatus.open:
         raise AccountStateRefused(f"account {account.account_id} is {account.status}; only an open account can be "
-                                  "closed", status=str(account.status), allowed_statuses=["open"])
+                                  "closed", account_status=str(account.status), allowed_statuses=["open"])
     if units_held:
         raise AccountNotEmpty(f"account {account.account_id} still holds {units_held} units",
                               units_held=units_held)

@@ -1,0 +1,76 @@
+"""Every route × every role, from the route table: the policy declared beside each route is what happens."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from registry.access.policy import PUBLIC, Access
+from registry.access.tokens import Role
+from registry.app import create_app
+from support import auth
+
+CALLERS = [None, *Role]
+
+
+def routes(app: Litestar) -> list[tuple[str, str, object]]:
+    found = []
+    for route in app.routes:
+        for handler in route.route_handlers:
+            for method in sorted(handler.http_methods):
+                if method == "OPTIONS" or route.path.startswith("/schema"):
+                    continue
+                found.append((method, route.path, handler.opt.get("access")))
+    return found
+
+
+def concrete(path: str) -> str:
+    """Fill path parameters with values that name nobody's resource."""
+    return re.sub(r"\{(\w+):(\w+)\}", lambda m: "1" if m.group(2) == "int" else "someone-else", path)
+
+
+@pytest.fixture(scope="module")
+def route_table(settings) -> list[tuple[str, str, object]]:
+    return routes(create_app(settings, dsn="postgresql://unused"))
+
+
+def test_every_route_declares_an_access_policy(route_table) -> None:
+    undeclared = [(m, p) for m, p, policy in route_table if policy is None]
+    assert undeclared == []
+
+
+def test_regulators_write_nothing_and_every_write_is_marked(route_table) -> None:
+    for method, path, policy in route_table:
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert isinstance(policy, Access) and policy.writes, (method, path)
+            assert Role.regulator not in policy.roles, (method, path)
+
+
+async def test_each_route_answers_each_role_as_declared(client: httpx.AsyncClient, route_table) -> None:
+    checked = 0
+    for method, path, policy in route_table:
+        for role in CALLERS:
+            headers = {"Idempotency-Key": "matrix"} | (auth(role, "someone") if role else {})
+            r = await client.request(method, concrete(path), headers=headers,
+                                     json={} if method == "POST" else None)
+            if policy == PUBLIC:
+                expected = "allowed"
+            elif role is None:
+                expected = 401
+            elif role not in policy.roles or role in policy.own:
+                # roles limited to their own records are refused on anybody else's, existing or not
+                expected = 403
+            else:
+                expected = "allowed"
+            if expected == "allowed":
+                assert r.status_code not in (401, 403), (method, path, role, r.status_code, r.text)
+            else:
+                assert r.status_code == expected, (method, path, role, r.status_code, r.text)
+                body = r.json()  # no hint about the resource asked for: same code, nothing about it
+                assert body["code"] in ("auth.unauthenticated", "auth.forbidden"), body
+                assert "someone-else" not in body["detail"] + body["title"]
+            checked += 1
+    assert checked == len(route_table) * len(CALLERS)
