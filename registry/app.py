@@ -16,12 +16,18 @@ from registry.access.tokens import TokenService, load_or_create_key
 from registry.db.database import Database
 from registry.eventlog.api import EventController
 from registry.health.api import HealthController
+from registry.approvals.api import ApprovalController
+from registry.calendar.api import CalendarController
+from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 
-CONTROLLERS = [HealthController, EventController, EnterpriseController, InvestorController, AccountController]
+CONTROLLERS = [
+    HealthController, EventController, EnterpriseController, InvestorController, AccountController,
+    ApprovalController, CalendarController,
+]
 
 
 def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None) -> Litestar:
@@ -36,6 +42,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
             await db.open()
+            await ensure_seeded(db.writer)  # type: ignore[arg-type]
         try:
             yield
         finally:

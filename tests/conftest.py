@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from registry.app import create_app
+from registry.calendar.service import ensure_seeded
 from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
@@ -73,6 +74,8 @@ async def owner(dsns: Dsns) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over a fresh database whose calendar is seeded (position 0), as `registry serve` does."""
+    await ensure_seeded(db.writer)
     app = create_app(settings, database=db)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry.test") as c:
         yield c

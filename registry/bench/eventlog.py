@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -130,6 +131,8 @@ class Report:
     baseline_check: str = ""
     verify: VerifyReport | None = None
     appended: int = 0
+    base_dir: Path | None = None
+    """Where the throwaway cluster lived (removed by the end of the run)."""
 
     def row(self, kind: str, clients: int) -> Row | None:
         return next((r for r in self.rows if r.kind == kind and r.clients == clients), None)
@@ -384,6 +387,24 @@ async def verify_benchmark_log(app_dsn: str, progress: bool = False) -> tuple[Ve
     return report, total, keys
 
 
+def _destroy(server: EmbeddedPostgres) -> None:
+    """Stop and delete the bench cluster; never masks the error that ended the run."""
+    try:
+        server.destroy()
+    except Exception as exc:  # noqa: BLE001 - e.g. someone changed the folder's permissions meanwhile
+        print(f"warning: pg_ctl could not stop the bench cluster ({exc}); stopping its postmaster by pid",
+              file=sys.stderr)
+        pid = server.running_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGQUIT)  # immediate shutdown of the server this run started
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).wait(timeout=30)
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+    if server.socket_dir != server.pgdata:
+        shutil.rmtree(server.socket_dir, ignore_errors=True)
+
+
 # -- the whole run ---------------------------------------------------------------------------
 
 
@@ -404,7 +425,7 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
     if server.pgdata.exists():
         _say(progress, f"removing an earlier bench cluster in {base_dir}")
         server.destroy()
-    report = Report()
+    report = Report(base_dir=base_dir)
     try:
         _say(progress, f"starting a throwaway PostgreSQL cluster in {base_dir} ...")
         await asyncio.to_thread(server.start)
@@ -445,9 +466,7 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
         return report
     finally:
         _say(progress, "destroying the throwaway cluster")
-        await asyncio.to_thread(server.destroy)
-        if server.socket_dir != server.pgdata:
-            shutil.rmtree(server.socket_dir, ignore_errors=True)
+        await asyncio.to_thread(_destroy, server)
 
 
 # -- printing --------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ def check_data(value: Any, path: str = "data") -> None:
             if not isinstance(key, str):
                 raise NotCanonical(f"{path}: keys must be strings")
             check_data(item, f"{path}.{key}")
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             check_data(item, f"{path}[{i}]")
     elif value is None or isinstance(value, (str, bool, int)):

@@ -29,7 +29,8 @@ def routes(app: Litestar) -> list[tuple[str, str, object]]:
 
 def concrete(path: str) -> str:
     """Fill path parameters with values that name nobody's resource."""
-    return re.sub(r"\{(\w+):(\w+)\}", lambda m: "1" if m.group(2) == "int" else "someone-else", path)
+    samples = {"int": "1", "date": "2026-11-26"}
+    return re.sub(r"\{(\w+):(\w+)\}", lambda m: samples.get(m.group(2), "someone-else"), path)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ async def log_size(client: httpx.AsyncClient) -> int:
 async def test_liveness_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "log_size": 0}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "log_size": 1}  # the calendar seed
 
 
 async def test_openapi_document_and_docs_page_are_served(client: httpx.AsyncClient) -> None:
@@ -55,7 +55,7 @@ async def test_malformed_bodies_are_400_problems_and_write_nothing(client: httpx
     r = await client.post("/enterprises", content=body,
                           headers={**auth("operator", "op-1", "k1"), "content-type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == expected
-    assert await log_size(client) == 0
+    assert await log_size(client) == 1
 
 
 async def test_unknown_fields_and_wrong_types_are_refused(client: httpx.AsyncClient) -> None:
@@ -64,20 +64,20 @@ async def test_unknown_fields_and_wrong_types_are_refused(client: httpx.AsyncCli
     wrong = await client.post("/enterprises", json={**ENTERPRISE, "registered_capital_fen": "lots"},
                               headers=auth("operator", "op-1", "k2"))
     assert wrong.status_code == 400 and "registered_capital_fen" in wrong.json()["detail"]
-    assert await log_size(client) == 0
+    assert await log_size(client) == 1
 
 
 async def test_an_oversize_body_is_413(client: httpx.AsyncClient, settings) -> None:
     big = {**ENTERPRISE, "name": "x" * (settings.max_body_bytes + 10)}
     r = await client.post("/enterprises", json=big, headers=auth("operator", "op-1", "k1"))
     assert r.status_code == 413 and r.json()["code"] == "request.too_large"
-    assert await log_size(client) == 0
+    assert await log_size(client) == 1
 
 
 async def test_a_write_without_idempotency_key_is_400(client: httpx.AsyncClient) -> None:
     r = await client.post("/enterprises", json=ENTERPRISE, headers=auth("operator", "op-1"))
     assert r.status_code == 400 and r.json()["header"] == "Idempotency-Key"
-    assert await log_size(client) == 0
+    assert await log_size(client) == 1
 
 
 async def test_a_replay_returns_the_original_answer_and_a_changed_body_is_refused(client: httpx.AsyncClient) -> None:
@@ -90,13 +90,13 @@ async def test_a_replay_returns_the_original_answer_and_a_changed_body_is_refuse
     assert again.json()["log"] == {**first.json()["log"], "replayed": True}
     changed = await client.post("/enterprises", json={**ENTERPRISE, "name": "另一家公司"}, headers=headers)
     assert changed.status_code == 422 and changed.json()["code"] == "idempotency.key_reused"
-    assert await log_size(client) == 1
+    assert await log_size(client) == 2
 
 
 async def test_a_write_reports_the_log_position_it_produced(client: httpx.AsyncClient) -> None:
     r = await client.post("/enterprises", json=ENTERPRISE, headers=auth("operator", "op-1", "k1"))
-    assert r.json()["log"] == {"first_position": 0, "last_position": 0, "replayed": False}
-    events = (await client.get("/events", headers=auth("regulator", "csrc-1"))).json()["items"]
+    assert r.json()["log"] == {"first_position": 1, "last_position": 1, "replayed": False}
+    events = (await client.get("/events?after=0", headers=auth("regulator", "csrc-1"))).json()["items"]
     assert events[0]["type"] == "enterprise.registered"
     assert events[0]["meta"] == {"actor": "op-1", "role": "operator", "command": "RegisterEnterprise",
                                  "request_id": r.headers["x-request-id"], "idempotency_key": "k1"}

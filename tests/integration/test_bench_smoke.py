@@ -10,9 +10,11 @@ from registry.bench import eventlog as bench
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
-async def test_bench_measures_every_row_verifies_the_chain_and_removes_its_cluster(tmp_path: Path) -> None:
-    base = tmp_path / "bench"
-    report = await bench.measure(0.3, bench.parse_writers("1,4"), base_dir=base, pgbench_seconds=1,
+async def test_bench_measures_every_row_verifies_the_chain_and_removes_its_cluster() -> None:
+    # The cluster goes in a fresh temp dir of its own (the default), not under pytest's tmp_path:
+    # a pytest session starting meanwhile re-chmods /tmp/pytest-of-<user> to 0700, locking out the
+    # server's system user when we run as root.
+    report = await bench.measure(0.3, bench.parse_writers("1,4"), pgbench_seconds=1,
                                  progress=False, settings=bench.Settings(migrations_path=REPO / "migrations"))
 
     expected = {(kind, n) for kind in (bench.INSERT, bench.CHAIN) for n in (1, 16)} | {(bench.SERVICE, 1),
@@ -33,7 +35,7 @@ async def test_bench_measures_every_row_verifies_the_chain_and_removes_its_clust
     assert "Chain verified" in text and "÷chain@16" in text
     holds, verdict = bench.target_verdict(report)
     assert holds is None and "NOT MEASURED" in verdict  # 64 writers were not part of this run
-    assert not base.exists(), "the throwaway cluster must be destroyed"
+    assert report.base_dir is not None and not report.base_dir.exists(), "the throwaway cluster must be destroyed"
 
 
 def test_bench_reports_bad_arguments_with_exit_code_2(capsys) -> None:  # noqa: ANN001
