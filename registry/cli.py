@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,8 +73,29 @@ def _database(settings: Settings, *, migrate: bool = True, owner_lock: bool = Fa
             lock_file.close()
 
 
+def _uvicorn_server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Uvicorn re-raises SIGINT/SIGTERM after shutting down, which would kill us before the embedded
+        PostgreSQL is stopped; here the signal only asks the server to finish, and `serve` cleans up."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    _Server = _uvicorn_server_class()
 
     from registry.app import create_app
 
@@ -86,8 +108,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings, dsn=dsns.app)
         url = f"http://{args.host}:{args.port}"
         print(f"registry is serving {settings.market_name} at {url}  (API docs: {url}/schema)", flush=True)
-        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                                               access_log=args.access_log, lifespan="on"))
+        server = _Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                                        access_log=args.access_log, lifespan="on"))
         server.run()  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
     return 0
 
@@ -119,7 +141,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         with _database(settings, migrate=False) as dsns:
-            conn = await asyncpg.connect(dsns.app)
+            try:
+                conn = await asyncpg.connect(dsns.app)
+            except (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidCatalogNameError) as exc:
+                print(f"nothing to verify: {exc} (run `registry migrate` first)", file=sys.stderr)
+                return 2
             try:
                 total = await conn.fetchval("SELECT count(*) FROM event")
                 with tqdm(total=total, unit="event", desc="verifying", file=sys.stderr,
@@ -135,6 +161,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 1
 
     return asyncio.run(run())
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import serialization
+
+    from registry.access.tokens import Role, TokenService, load_or_create_key
+
+    settings = _settings(args)
+    tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
+    if args.action == "public-key":
+        print(tokens.public_key.public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode(), end="")
+        return 0
+    if not args.role or not args.subject:
+        print("token issue needs --role and --subject", file=sys.stderr)
+        return 2
+    print(tokens.issue(args.subject, Role(args.role), ttl=dt.timedelta(hours=args.hours)))
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -167,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", "load a small demo market; running it again changes nothing", cmd_demo)
     p = add("verify", "recompute the event log's hash chain; exit 1 naming the first bad position", cmd_verify)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = add("token", "issue a signed bearer token for local use, or print the public key that checks them",
+            cmd_token)
+    p.add_argument("action", choices=["issue", "public-key"])
+    p.add_argument("--role", choices=["operator", "enterprise", "investor", "regulator"],
+                   help="operator (运营机构), enterprise (挂牌企业), investor (投资者), regulator (监管机构)")
+    p.add_argument("--subject", help="operator user id, the enterprise's USCC, or the investor id")
+    p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
 
     p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
     p.add_argument("target", choices=["eventlog"], help="what to measure")

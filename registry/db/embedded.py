@@ -29,6 +29,13 @@ POSTGRES_BIN_PATH = Path(list(_spec.submodule_search_locations)[0]) / "pginstall
 DATABASE = "registry"
 
 
+def _process_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return ""
+
+
 class EmbeddedPostgresError(RuntimeError):
     pass
 
@@ -144,6 +151,19 @@ class EmbeddedPostgres:
         except (ValueError, IndexError, psutil.Error):
             return None
 
+    def _clear_stale_lock_files(self) -> None:
+        """A killed postmaster leaves its pid file and socket lock behind; remove them if nobody owns them."""
+        for lock in (self.pgdata / "postmaster.pid", self.socket_dir / f".s.PGSQL.{self.port}.lock"):
+            try:
+                pid = int(lock.read_text().splitlines()[0])
+            except (FileNotFoundError, ValueError, IndexError):
+                continue
+            if not psutil.pid_exists(pid) or "postgres" not in _process_name(pid):
+                log.warning("removing stale %s left by a crash", lock.name)
+                lock.unlink(missing_ok=True)
+                if lock.name.endswith(".lock"):
+                    Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
+
     def _ready(self) -> bool:
         try:
             lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
@@ -163,14 +183,21 @@ class EmbeddedPostgres:
         if not started:
             log.info("adopting PostgreSQL server already running for %s", self.pgdata)
         else:
-            stale = self.pgdata / "postmaster.pid"
-            if stale.exists():
-                log.warning("removing stale postmaster.pid left by a crash")
-                stale.unlink()
-            self._run([
-                self.binary("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pgdata / "server.log"),
-                "-w", "-t", str(int(timeout)), "start",
-            ], timeout=timeout + 10)
+            self._clear_stale_lock_files()
+            for attempt in range(5):
+                try:
+                    self._run([
+                        self.binary("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pgdata / "server.log"),
+                        "-w", "-t", str(int(timeout)), "start",
+                    ], timeout=timeout + 10)
+                    break
+                except EmbeddedPostgresError:
+                    # after a crash, orphaned backends may hold the old shared memory for a moment
+                    if attempt == 4:
+                        raise
+                    log.warning("PostgreSQL did not start; retrying (see %s)", self.pgdata / "server.log")
+                    time.sleep(1 + attempt)
+                    self._clear_stale_lock_files()
         deadline = time.monotonic() + timeout
         while not self._ready():
             if time.monotonic() > deadline:
