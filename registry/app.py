@@ -19,14 +19,14 @@ from registry.health.api import HealthController
 from registry.approvals.api import ApprovalController
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
-from registry.parties.api import AccountController, EnterpriseController, InvestorController
+from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 
 CONTROLLERS = [
     HealthController, EventController, EnterpriseController, InvestorController, AccountController,
-    ApprovalController, CalendarController,
+    ApprovalController, CalendarController, ThresholdController,
 ]
 
 

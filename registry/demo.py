@@ -101,9 +101,17 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
                                             party_service.register_investor(cmd_i))).response["investor_id"]
             investors.append(investor_id)
             if category is not None:
+                figures = {
+                    QualificationCategory.NATURAL_PERSON: parties.QualificationFigures(
+                        financial_assets_fen=120_000_000, investment_experience_years=5),
+                    QualificationCategory.INSTITUTION_NET_ASSETS: parties.QualificationFigures(
+                        net_assets_fen=50_000_000_000),
+                }.get(category)
                 grant = parties.GrantQualification(category=category, evidence_digest=_digest(f"资产证明:{name}"),
-                                                   valid_from=dt.date(2026, 1, 1), valid_until=dt.date(2027, 12, 31))
-                await loader.run("GrantQualification", grant, party_service.grant_qualification(investor_id, grant))
+                                                   valid_from=dt.date(2026, 1, 1), valid_until=dt.date(2027, 12, 31),
+                                                   figures=figures)
+                await loader.run("GrantQualification", grant, party_service.grant_qualification(
+                    investor_id, grant, settings.qualification_thresholds))
             steps.update()
 
         for investor_id in investors[:5]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgspec
 
+from registry.parties.qualification import QualificationThresholds
+
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """Everything the service can be told; defaults run a local market on an embedded PostgreSQL."""
@@ -25,6 +27,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     market_origin: str = "registry.tjotc.example/log"
     province_prefix: str = "12"
     """Only enterprises whose USCC division code starts with this are served (12 = Tianjin)."""
+    qualification_thresholds: QualificationThresholds = QualificationThresholds()
+    """合格投资者 thresholds (JSON in REGISTRY_QUALIFICATION_THRESHOLDS overrides the brief's defaults)."""
     pool_min_size: int = 2
     pool_max_size: int = 10
     max_batch: int = 256
@@ -43,7 +47,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if name == "database_owner_url" and "DATABASE_OWNER_URL" in env:
                 key = "DATABASE_OWNER_URL"
             if key in env and env[key] != "":
-                values[name] = env[key]
+                values[name] = msgspec.json.decode(env[key]) if name == "qualification_thresholds" else env[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
 

@@ -118,6 +118,8 @@ class Row:
     latency_avg_ms: float
     p50_ms: float | None = None
     p99_ms: float | None = None
+    log_size_before: int | None = None
+    """Service rounds share one growing log: how many events it held when this round started."""
 
     @property
     def label(self) -> str:
@@ -188,7 +190,7 @@ async def _ticker(progress: bool, desc: str, seconds: float,
 
 
 def _pg_settings(server: EmbeddedPostgres) -> dict[str, str]:
-    names = ("server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
+    names = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
              "shared_buffers", "max_connections")
     out = server.psql("SELECT name, setting FROM pg_settings WHERE name IN ("
                       + ", ".join(f"'{n}'" for n in names) + ") ORDER BY name", database="postgres")
@@ -455,14 +457,17 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
         async with Database(app_dsn, settings) as db:
             for count in writers:
                 await _checkpoint(owner_dsn)
+                async with db.connection() as conn:
+                    before = await conn.fetchval("SELECT count(*) FROM event")
                 row = await service_round(db, count, seconds, f"{run_id}-w{count}", progress)
+                row.log_size_before = before
                 report.rows.append(row)
                 report.appended += row.transactions
 
         report.verify, events, keys = await verify_benchmark_log(app_dsn, progress)
         if events != report.appended or keys != report.appended:
             raise BenchError(f"{report.appended} appends were acknowledged but the log holds {events} events "
-                             f"and {keys} idempotency keys")
+                             f"and {keys} idempotency keys (chain verification: {report.verify})")
         return report
     finally:
         _say(progress, "destroying the throwaway cluster")
@@ -533,7 +538,8 @@ def format_report(report: Report) -> str:
                 extra = f", {row.tps / base1.tps:.2f}× the 1-client figure" if base1 else ""
                 lines.append(f"  {row.clients:>3} writer(s): {row.tps:>9,.0f} appends/s = "
                              f"{row.tps / base16.tps:.2f}× the {REFERENCE_CLIENTS}-client figure{extra}; "
-                             f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms")
+                             f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms "
+                             f"(log held {row.log_size_before or 0:,} events at the start)")
     lines.append("")
     if report.verify is not None:
         v = report.verify

@@ -17,6 +17,7 @@ from registry.errors import Forbidden
 from registry.http.commands import run_command
 from registry.http.pagination import Page, clamp_limit, page
 from registry.parties import domain, service
+from registry.parties.qualification import QualificationThresholds
 from registry.parties.service import AccountView, EnterpriseView, InvestorView, QualificationView
 
 Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
@@ -93,7 +94,8 @@ class InvestorController(Controller):
     async def grant(self, request: Request, investor_id: FromPath[str], data: JSONBody[domain.GrantQualification]) -> Response[Any]:
         return await run_command(request, command="GrantQualification",
                                  body={"investor_id": investor_id, **msgspec.to_builtins(data)},
-                                 handler=service.grant_qualification(investor_id, data))
+                                 handler=service.grant_qualification(investor_id, data,
+                                                                     request.app.state.settings.qualification_thresholds))
 
     @post("/{investor_id:str}/qualifications/{sequence:int}/revocations", summary="Revoke a qualified-investor status",
           opt=allow(Role.operator, writes=True))
@@ -114,6 +116,15 @@ class InvestorController(Controller):
             items = await service.qualifications(conn, investor_id)
             qualified = await service.investor_is_qualified(conn, investor_id, day)
         return QualificationReport(investor_id=investor_id, as_of=day, qualified=qualified, statuses=items)
+
+
+class ThresholdController(Controller):
+    path = "/qualification-thresholds"
+    tags = ["parties · 投资者"]
+
+    @get("/", summary="The 合格投资者 thresholds in force, with their source", opt=allow(*tuple(Role)))
+    async def thresholds(self, state: State) -> QualificationThresholds:
+        return state.settings.qualification_thresholds
 
 
 class QualificationReport(msgspec.Struct, kw_only=True, frozen=True):

@@ -14,7 +14,15 @@ import msgspec
 
 from registry.errors import Conflict, NotFound, RuleViolation
 from registry.eventlog.model import NewEvent
-from registry.parties.qualification import QualificationCategory, QualificationError, QualificationStatus
+from registry.parties.qualification import (
+    Assessment,
+    QualificationCategory,
+    QualificationError,
+    QualificationStatus,
+    QualificationThresholds,
+    assess_institution,
+    assess_natural_person,
+)
 from registry.parties.uscc import UsccError, validate_uscc
 
 # -- vocabulary -----------------------------------------------------------------------------
@@ -172,11 +180,34 @@ class CloseAccount(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     reason: str
 
 
+class QualificationFigures(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The evidenced figures the thresholds are tested against (money in fen)."""
+
+    financial_assets_fen: int | None = None
+    average_income_3y_fen: int | None = None
+    investment_experience_years: int | None = None
+    net_assets_fen: int | None = None
+
+
 class GrantQualification(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     category: QualificationCategory
     evidence_digest: str
     valid_from: dt.date
     valid_until: dt.date | None = None
+    figures: QualificationFigures | None = None
+    """Required for natural persons and for institutions qualifying by net assets."""
+
+
+class ThresholdsNotMet(RuleViolation):
+    """合格投资者 thresholds not met: every criterion is listed with its figure and threshold."""
+
+    code = "qualification.thresholds_not_met"
+    title = "The investor does not meet the qualified-investor thresholds"
+
+
+class FiguresRequired(RuleViolation):
+    code = "qualification.figures_required"
+    title = "This category is granted on evidenced figures"
 
 
 class RevokeQualification(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -298,15 +329,40 @@ def decide_close_account(account: AccountState, cmd: CloseAccount, units_held: i
     return [_event("account.closed", {"account_id": account.account_id, "reason": cmd.reason}, today)]
 
 
-def decide_grant_qualification(investor_id: str, sequence: int, cmd: GrantQualification) -> list[NewEvent]:
-    """合格投资者认定: category, evidence by digest, validity window."""
+def assess(cmd: GrantQualification, thresholds: QualificationThresholds) -> Assessment | None:
+    """Test the figures against the thresholds in force; financial institutions qualify by licence."""
+    f = cmd.figures
+    try:
+        if cmd.category is QualificationCategory.NATURAL_PERSON:
+            if f is None or f.financial_assets_fen is None or f.investment_experience_years is None:
+                raise FiguresRequired("a natural person is qualified on financial assets and investment experience",
+                                      required=["financial_assets_fen", "investment_experience_years"])
+            return assess_natural_person(f.financial_assets_fen, f.average_income_3y_fen,
+                                         f.investment_experience_years, thresholds)
+        if cmd.category is QualificationCategory.INSTITUTION_NET_ASSETS:
+            if f is None or f.net_assets_fen is None:
+                raise FiguresRequired("an institution is qualified on its net assets", required=["net_assets_fen"])
+            return assess_institution(f.net_assets_fen, thresholds)
+    except QualificationError as exc:
+        raise InvalidQualification(exc) from None
+    return None
+
+
+def decide_grant_qualification(investor_id: str, sequence: int, cmd: GrantQualification,
+                               thresholds: QualificationThresholds) -> list[NewEvent]:
+    """合格投资者认定: category, evidence by digest, validity window, and the thresholds met."""
     try:
         QualificationStatus(investor_id=investor_id, category=cmd.category, evidence_digest=cmd.evidence_digest,
                             valid_from=cmd.valid_from, valid_until=cmd.valid_until)
     except QualificationError as exc:
         raise InvalidQualification(exc) from None
-    return [_event("qualification.granted", {"investor_id": investor_id, "sequence": sequence,
-                                             **msgspec.to_builtins(cmd)}, cmd.valid_from)]
+    assessment = assess(cmd, thresholds)
+    if assessment is not None and not assessment.qualified:
+        raise ThresholdsNotMet("the figures do not meet the thresholds in force",
+                               criteria=msgspec.to_builtins(assessment.criteria), basis=assessment.basis)
+    data = {"investor_id": investor_id, "sequence": sequence, **msgspec.to_builtins(cmd),
+            "assessment": None if assessment is None else msgspec.to_builtins(assessment)}
+    return [_event("qualification.granted", data, cmd.valid_from)]
 
 
 def decide_revoke_qualification(status: QualificationStatus | None, investor_id: str, sequence: int,

@@ -18,7 +18,12 @@ from registry.parties.domain import (
     EnterpriseNotFound,
     InvestorNotFound,
 )
-from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
+from registry.parties.qualification import (
+    QualificationCategory,
+    QualificationStatus,
+    QualificationThresholds,
+    is_qualified,
+)
 
 
 def enterprise_stream(uscc: str) -> str:
@@ -254,14 +259,15 @@ def close_account(account_id: str, cmd: domain.CloseAccount) -> Handler:
     return _account_change(account_id, decide)
 
 
-def grant_qualification(investor_id: str, cmd: domain.GrantQualification) -> Handler:
+def grant_qualification(investor_id: str, cmd: domain.GrantQualification,
+                        thresholds: QualificationThresholds) -> Handler:
     async def handler(ctx: WriteContext) -> dict[str, Any]:
         await get_investor(ctx.conn, investor_id)
         stream = investor_stream(investor_id)
         version = await ctx.stream_version(stream)
         sequence = 1 + await ctx.conn.fetchval(
             "SELECT count(*) FROM qualification WHERE investor_id = $1", investor_id)
-        await ctx.append(stream, version, domain.decide_grant_qualification(investor_id, sequence, cmd))
+        await ctx.append(stream, version, domain.decide_grant_qualification(investor_id, sequence, cmd, thresholds))
         return msgspec.to_builtins((await qualifications(ctx.conn, investor_id))[sequence - 1])
     return handler
 

@@ -10,6 +10,7 @@ import pytest
 from support import DIGEST, auth, tianjin_uscc
 
 _keys = itertools.count()
+RICH = {"financial_assets_fen": 60_000_000, "investment_experience_years": 3}
 
 
 def op() -> dict[str, str]:
@@ -134,7 +135,7 @@ async def test_qualified_status_holds_inside_its_window_until_revoked(client: ht
     investor = await new_investor(client)
     granted = await client.post(f"/investors/{investor}/qualifications", headers=op(), json={
         "category": "natural_person", "evidence_digest": DIGEST, "valid_from": "2026-01-01",
-        "valid_until": "2026-12-31"})
+        "valid_until": "2026-12-31", "figures": RICH})
     assert granted.status_code == 201 and granted.json()["sequence"] == 1
 
     async def qualified(day: str) -> bool:
@@ -155,11 +156,11 @@ async def test_qualified_status_holds_inside_its_window_until_revoked(client: ht
 async def test_a_qualification_with_a_bad_digest_or_window_is_refused(client: httpx.AsyncClient) -> None:
     investor = await new_investor(client)
     bad_digest = await client.post(f"/investors/{investor}/qualifications", headers=op(), json={
-        "category": "natural_person", "evidence_digest": "ABC", "valid_from": "2026-01-01"})
+        "category": "natural_person", "evidence_digest": "ABC", "valid_from": "2026-01-01", "figures": RICH})
     assert bad_digest.status_code == 422 and bad_digest.json()["code"] == "qualification.evidence_digest"
     backwards = await client.post(f"/investors/{investor}/qualifications", headers=op(), json={
         "category": "natural_person", "evidence_digest": DIGEST, "valid_from": "2026-02-01",
-        "valid_until": "2026-01-01"})
+        "valid_until": "2026-01-01", "figures": RICH})
     assert backwards.status_code == 422 and backwards.json()["code"] == "qualification.validity_window"
 
 
@@ -174,3 +175,19 @@ async def test_lists_paginate_with_a_cursor(client: httpx.AsyncClient) -> None:
             break
         after = r["next"]
     assert seen == sorted(tianjin_uscc(n) for n in range(5))
+
+
+async def test_a_natural_person_below_the_thresholds_is_refused_with_every_criterion(client: httpx.AsyncClient) -> None:
+    investor = await new_investor(client)
+    body = {"category": "natural_person", "evidence_digest": DIGEST, "valid_from": "2026-01-01",
+            "figures": {"financial_assets_fen": 49_999_999, "investment_experience_years": 2}}
+    r = await client.post(f"/investors/{investor}/qualifications", headers=op(), json=body)
+    assert r.status_code == 422 and r.json()["code"] == "qualification.thresholds_not_met"
+    criteria = {c["name"]: (c["figure"], c["threshold"], c["passed"]) for c in r.json()["criteria"]}
+    assert criteria["financial_assets"] == (49_999_999, 50_000_000, False)
+    assert criteria["investment_experience"] == (2, 2, True)
+    no_figures = await client.post(f"/investors/{investor}/qualifications", headers=op(), json={
+        "category": "institution_net_assets", "evidence_digest": DIGEST, "valid_from": "2026-01-01"})
+    assert no_figures.status_code == 422 and no_figures.json()["code"] == "qualification.figures_required"
+    thresholds = (await client.get("/qualification-thresholds", headers=auth("investor", investor))).json()
+    assert thresholds["natural_person_min_financial_assets_fen"] == 50_000_000
