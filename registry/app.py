@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +17,7 @@ from registry.access.policy import authorize
 from registry.access.tokens import TokenService, load_or_create_key
 from registry.db.database import Database
 from registry.eventlog.api import EventController
+from registry.eventlog.model import EventMeta
 from registry.health.api import HealthController
 from registry.approvals.api import ApprovalController
 from registry.calendar.api import CalendarController
@@ -23,11 +26,28 @@ from registry.parties.api import AccountController, EnterpriseController, Invest
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
+from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
+from registry.warrants.service import expire_due
+
+log = logging.getLogger(__name__)
 
 CONTROLLERS = [
     HealthController, EventController, EnterpriseController, InvestorController, AccountController,
     ApprovalController, CalendarController, ThresholdController,
+    WarrantSeriesController, EnterpriseWarrantController, PositionController,
 ]
+
+
+async def sweep_expiries(db: Database, every_seconds: float) -> None:
+    """Expire series whose window closed — at start (also windows that closed while we were down) and
+    then periodically. Each expiry is decided in the writer, so it happens exactly once."""
+    meta = EventMeta(actor="system", role="system", command="ExpireSeries")
+    while True:
+        try:
+            await db.writer.execute(expire_due(), meta)  # type: ignore[union-attr]
+        except Exception:  # keep sweeping; the next round retries
+            log.exception("expiry sweep failed")
+        await asyncio.sleep(every_seconds)
 
 
 def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None) -> Litestar:
@@ -43,9 +63,12 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         if owned:
             await db.open()
             await ensure_seeded(db.writer)  # type: ignore[arg-type]
+        sweeper = asyncio.create_task(sweep_expiries(db, settings.expiry_sweep_seconds)) if owned else None
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
             if owned:
                 await db.close()
 

@@ -29,6 +29,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Only enterprises whose USCC division code starts with this are served (12 = Tianjin)."""
     qualification_thresholds: QualificationThresholds = QualificationThresholds()
     """合格投资者 thresholds (JSON in REGISTRY_QUALIFICATION_THRESHOLDS overrides the brief's defaults)."""
+    holder_cap_basis: str = "cumulative"
+    """How the 200-holder cap counts (累计): `cumulative` (every holder ever) or `current`."""
+    holding_interval_trading_days: int = 5
+    holding_interval_t_plus_allowed: bool = True
+    """Whether the opposite trade may happen on the 5th trading day itself (T+5) or only after."""
+    expiry_sweep_seconds: float = 60.0
     pool_min_size: int = 2
     pool_max_size: int = 10
     max_batch: int = 256

@@ -13,7 +13,8 @@ from registry.approvals import domain, projection  # noqa: F401 - projection reg
 from registry.approvals.domain import ApprovalNotFound, ApprovalState, ApprovalStatus, PayloadInvalid
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
 
-Execute = Callable[[WriteContext, Any], Awaitable[dict[str, Any]]]
+Execute = Callable[[WriteContext, Any, str], Awaitable[dict[str, Any]]]
+"""Runs an approved action: (context, payload, approval id) → outcome."""
 Precheck = Callable[[Any], None]
 
 
@@ -111,7 +112,7 @@ def approve(approval_id: str, cmd: domain.Decide) -> Handler:
         stream = approval_stream(approval_id)
         await ctx.append(stream, await ctx.stream_version(stream), domain.decide_approve(state, ctx.meta.actor, cmd))
         action = ACTIONS[state.action]
-        outcome = await action.execute(ctx, _payload(action, state.payload))
+        outcome = await action.execute(ctx, _payload(action, state.payload), approval_id)
         return {**msgspec.to_builtins(await get_approval(ctx.conn, approval_id)), "outcome": outcome}
     return handler
 

@@ -135,6 +135,7 @@ class Report:
     appended: int = 0
     base_dir: Path | None = None
     """Where the throwaway cluster lived (removed by the end of the run)."""
+    notes: list[str] = field(default_factory=list)
 
     def row(self, kind: str, clients: int) -> Row | None:
         return next((r for r in self.rows if r.kind == kind and r.clients == clients), None)
@@ -375,6 +376,26 @@ async def _checkpoint(dsn: str) -> None:
         await conn.close()
 
 
+async def _autoanalyze_notes(owner_dsn: str, starts: list[tuple[int, object]]) -> list[str]:
+    """When autovacuum analysed the log's tables: the writer's cached query plans change at that moment."""
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        rows = await conn.fetch("SELECT relname, last_autoanalyze FROM pg_stat_user_tables "
+                                "WHERE relname IN ('event', 'idempotency_key') ORDER BY relname")
+    finally:
+        await conn.close()
+    notes = []
+    for r in rows:
+        when = r["last_autoanalyze"]
+        if when is None:
+            notes.append(f"autovacuum did not analyse {r['relname']} during the service rounds")
+            continue
+        during = [count for count, started in starts if started <= when]
+        where = f"during or after the {during[-1]}-writer round" if during else "before the first round"
+        notes.append(f"autovacuum last analysed {r['relname']} {where}")
+    return notes
+
+
 async def verify_benchmark_log(app_dsn: str, progress: bool = False) -> tuple[VerifyReport, int, int]:
     """verify_log over the whole log, plus (events, idempotency keys) stored."""
     conn = await asyncpg.connect(app_dsn)
@@ -455,14 +476,17 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
         await apply_migrations(owner_dsn, settings.resolved_migrations_path())
         run_id = uuid.uuid4().hex[:8]
         async with Database(app_dsn, settings) as db:
+            starts = []
             for count in writers:
                 await _checkpoint(owner_dsn)
                 async with db.connection() as conn:
-                    before = await conn.fetchval("SELECT count(*) FROM event")
+                    before, started = await conn.fetchrow("SELECT count(*), clock_timestamp() FROM event")
+                starts.append((count, started))
                 row = await service_round(db, count, seconds, f"{run_id}-w{count}", progress)
                 row.log_size_before = before
                 report.rows.append(row)
                 report.appended += row.transactions
+            report.notes += await _autoanalyze_notes(owner_dsn, starts)
 
         report.verify, events, keys = await verify_benchmark_log(app_dsn, progress)
         if events != report.appended or keys != report.appended:
@@ -540,6 +564,7 @@ def format_report(report: Report) -> str:
                              f"{row.tps / base16.tps:.2f}× the {REFERENCE_CLIENTS}-client figure{extra}; "
                              f"p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms "
                              f"(log held {row.log_size_before or 0:,} events at the start)")
+    lines += [f"  note: {note}" for note in report.notes]
     lines.append("")
     if report.verify is not None:
         v = report.verify

@@ -87,7 +87,7 @@ def _precheck(edit: CalendarEdit) -> None:
 
 
 @approvable("calendar.publish", "Publish trading days (e.g. next year's holiday notice)", CalendarEdit, _precheck)
-async def publish(ctx: WriteContext, edit: CalendarEdit) -> dict[str, Any]:
+async def publish(ctx: WriteContext, edit: CalendarEdit, approval_id: str) -> dict[str, Any]:
     """An approved edit: past days stay as they were (历史交易日不可追改)."""
     current = await load_calendar(ctx.conn)
     try:

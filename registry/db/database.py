@@ -61,7 +61,7 @@ class Database:
         await self.engine.start_connection_pool(
             min_size=self.settings.pool_min_size, max_size=self.settings.pool_max_size,
         )
-        self.writer = Writer(self.pool, max_batch=self.settings.max_batch)
+        self.writer = Writer(self.pool, max_batch=self.settings.max_batch, settings=self.settings)
         self.writer.start()
 
     async def close(self) -> None:

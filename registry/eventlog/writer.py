@@ -97,6 +97,7 @@ class WriteContext:
 
     def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime) -> None:
         self._writer = writer
+        self.settings = writer.settings
         self.conn = conn
         self.meta = meta
         self.now = now
@@ -136,8 +137,12 @@ class WriteContext:
 class Writer:
     """Runs commands serially in batches; see the module docstring."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, settings: Any = None) -> None:
         self._pool = pool
+        self.settings = settings
+        """The market's settings, for rules that read them (handlers see them as ctx.settings)."""
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+        """When commands happen; the one seam through which tests move the business date."""
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -257,7 +262,7 @@ class Writer:
                     replays = await self._load_idempotency(conn, jobs)
                     await self._prefetch_versions(conn, jobs)
                     new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
-                    now = dt.datetime.now(dt.timezone.utc)
+                    now = self.clock()
                     for job in jobs:
                         outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
                     await self._flush(conn, new_keys, now)

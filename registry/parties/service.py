@@ -189,9 +189,6 @@ async def _account_state(conn: asyncpg.Connection, account_id: str) -> AccountSt
 
 async def units_held(conn: asyncpg.Connection, account_id: str) -> int:
     """Units of any security on the account (available, pledged or frozen)."""
-    has_holdings = await conn.fetchval("SELECT to_regclass('holding') IS NOT NULL")
-    if not has_holdings:
-        return 0
     return await conn.fetchval(
         "SELECT coalesce(sum(available + pledged + frozen), 0) FROM holding WHERE account_id = $1", account_id)
 

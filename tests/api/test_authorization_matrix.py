@@ -61,17 +61,21 @@ async def test_each_route_answers_each_role_as_declared(client: httpx.AsyncClien
                 expected = "allowed"
             elif role is None:
                 expected = 401
-            elif role not in policy.roles or role in policy.own:
-                # roles limited to their own records are refused on anybody else's, existing or not
+            elif role not in policy.roles:
                 expected = 403
+            elif role in policy.own:
+                # roles limited to their own records are refused on anybody else's, existing or not; where the
+                # record is named in the body, an empty body is refused first (and reveals nothing either)
+                expected = (403, 400) if method == "POST" else 403
             else:
                 expected = "allowed"
             if expected == "allowed":
                 assert r.status_code not in (401, 403), (method, path, role, r.status_code, r.text)
             else:
-                assert r.status_code == expected, (method, path, role, r.status_code, r.text)
+                assert r.status_code in (expected if isinstance(expected, tuple) else (expected,)), \
+                    (method, path, role, r.status_code, r.text)
                 body = r.json()  # no hint about the resource asked for: same code, nothing about it
-                assert body["code"] in ("auth.unauthenticated", "auth.forbidden"), body
+                assert body["code"] in ("auth.unauthenticated", "auth.forbidden", "request.invalid"), body
                 assert "someone-else" not in body["detail"] + body["title"]
             checked += 1
     assert checked == len(route_table) * len(CALLERS)

@@ -1,0 +1,1 @@
+"""Listing pipeline: stages and moves, filed facts, versioned rulebooks and their evaluation."""
