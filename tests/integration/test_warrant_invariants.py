@@ -1,0 +1,147 @@
+"""Warrant invariants under random and concurrent command sequences, against real PostgreSQL.
+
+Per series, at every step: issued = outstanding + exercised + cancelled + expired, no balance is
+negative, holders never exceed the maximum, and the projections equal a replay of the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+from decimal import Decimal
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from registry.approvals import domain as approvals_domain
+from registry.approvals import service as approvals
+from registry.calendar.service import ensure_seeded
+from registry.db.database import Database
+from registry.errors import RegistryError
+from registry.eventlog.model import EventMeta
+from registry.parties import domain as parties
+from registry.parties import service as party_service
+from registry.parties.qualification import QualificationCategory
+from registry.warrants import domain, service
+from registry.warrants.domain import HolderCapBasis
+from support import DIGEST, tianjin_uscc
+
+OPERATOR = EventMeta(actor="op-1", role="operator", command="test")
+SECOND = EventMeta(actor="op-2", role="operator", command="test")
+TARGET = tianjin_uscc(501)
+HOLDERS = 5
+_series = itertools.count()
+
+
+async def run(db: Database, handler, meta: EventMeta = OPERATOR):
+    return (await db.writer.execute(handler, meta)).response
+
+
+@pytest.fixture
+async def market(dsns, settings):
+    """One target and five qualified investors with accounts; the holding interval off (tested elsewhere)."""
+    relaxed = msgspec.structs.replace(settings, holding_interval_trading_days=0)
+    async with Database(dsns.app, relaxed) as db:
+        await ensure_seeded(db.writer)
+        await run(db, party_service.register_enterprise(parties.RegisterEnterprise(
+            uscc=TARGET, name="天津样本科技股份有限公司", legal_form=parties.LegalForm.joint_stock,
+            registered_capital_fen=10**10, industry="软件"), province_prefix="12"))
+        accounts = []
+        for i in range(HOLDERS):
+            investor_id = (await run(db, party_service.register_investor(parties.RegisterInvestor(
+                kind=parties.InvestorKind.natural_person, name=f"投资者{i}", identity_document_digest=DIGEST))))[
+                "investor_id"]
+            await run(db, party_service.grant_qualification(investor_id, parties.GrantQualification(
+                category=QualificationCategory.NATURAL_PERSON, evidence_digest=DIGEST, valid_from=dt.date(2020, 1, 1),
+                figures=parties.QualificationFigures(financial_assets_fen=10**8, investment_experience_years=5)),
+                relaxed.qualification_thresholds))
+            accounts.append((await run(db, party_service.open_account(investor_id, parties.OpenAccount())))[
+                "account_id"])
+        yield db, accounts
+
+
+async def new_series(db: Database, accounts: list[str], units: int, max_holders: int = 200) -> str:
+    today = dt.date.today()
+    terms = {"target_uscc": TARGET, "name": f"样本认股权{next(_series)}", "underlying": "shares",
+             "entitlement_per_unit": "1.5", "exercise_price_per_unit": "3.00",
+             "valid_from": (today - dt.timedelta(days=1)).isoformat(),
+             "valid_until": (today + dt.timedelta(days=400)).isoformat(), "exercise_method": "capital_increase",
+             "transfer_modes": ["private_agreement"], "max_holders": max_holders,
+             "allocations": [{"account_id": accounts[0], "units": units}]}
+    request = approvals_domain.RequestApproval(action="warrant.register", payload=terms, reason="test")
+    approval = (await run(db, approvals.request_approval(request)))["approval_id"]
+    return (await run(db, approvals.approve(approval, approvals_domain.Decide(reason="ok")), SECOND))["outcome"]["code"]
+
+
+async def check_projection_equals_replay(db: Database, code: str) -> None:
+    async with db.connection() as conn:
+        position = await conn.fetchval("SELECT max(position) FROM event")
+        state = await service.series_state_at(conn, code, position)
+        row = await conn.fetchrow("SELECT * FROM warrant_series WHERE code = $1", code)
+        holdings = {r["account_id"]: domain.Balance(available=r["available"], pledged=r["pledged"],
+                                                    frozen=r["frozen"])
+                    for r in await conn.fetch("SELECT * FROM holding WHERE series_code = $1", code)}
+        lots = {r["lot_id"]: r["units"] for r in await conn.fetch(
+            "SELECT lot_id, units FROM warrant_lot WHERE series_code = $1 AND active", code)}
+        max_holders = row["max_holders"]
+    assert domain.check_invariants(state, max_holders, HolderCapBasis.cumulative) == []
+    assert (row["units_issued"], row["units_outstanding"], row["units_exercised"], row["units_cancelled"],
+            row["units_expired"]) == (state.units_issued, state.units_outstanding, state.units_exercised,
+                                      state.units_cancelled, state.units_expired)
+    assert row["status"] == state.status and Decimal(row["entitlement_per_unit"]) == state.entitlement_per_unit
+    assert holdings == state.balances
+    assert lots == {lot_id: lot.units for lot_id, lot in state.lots.items()}
+
+
+command = st.one_of(
+    st.tuples(st.just("transfer"), st.integers(0, HOLDERS - 1), st.integers(0, HOLDERS - 1), st.integers(1, 150)),
+    st.tuples(st.sampled_from(["freeze", "thaw", "pledge", "release"]), st.integers(0, HOLDERS - 1),
+              st.integers(1, 100)),
+    st.tuples(st.just("exercise"), st.integers(0, HOLDERS - 1), st.integers(1, 100)),
+)
+
+
+def handler_for(code: str, accounts: list[str], cmd: tuple):
+    kind = cmd[0]
+    if kind == "transfer":
+        return service.transfer(code, domain.Transfer(
+            from_account=accounts[cmd[1]], to_account=accounts[cmd[2]], units=cmd[3],
+            mode=domain.TransferMode.private_agreement, price_per_unit=Decimal("1"), consideration_fen=cmd[3] * 100))
+    if kind == "exercise":
+        return service.exercise(code, domain.Exercise(account_id=accounts[cmd[1]], units=cmd[2]))
+    return service.move_balance(code, kind, accounts[cmd[1]],
+                                domain.BalanceChange(units=cmd[2], document_ref="doc", reason="test"))
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.lists(command, min_size=1, max_size=6), min_size=1, max_size=8))
+async def test_random_and_concurrent_commands_keep_every_invariant(market, steps) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 1_000, max_holders=4)
+    for batch in steps:
+        # each batch is sent at once: the writer decides them one after another in one transaction
+        outcomes = await asyncio.gather(*(db.writer.execute(handler_for(code, accounts, c), OPERATOR)
+                                          for c in batch), return_exceptions=True)
+        unexpected = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, RegistryError)]
+        assert unexpected == []
+        assert not any(getattr(o, "code", "") == "internal.error" for o in outcomes)
+        await check_projection_equals_replay(db, code)
+
+
+async def test_racing_transfers_that_together_overspend_a_holding_only_the_ones_that_fit_succeed(market) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    races = [service.transfer(code, domain.Transfer(
+        from_account=accounts[0], to_account=accounts[1 + i % (HOLDERS - 1)], units=15,
+        mode=domain.TransferMode.private_agreement, price_per_unit=Decimal("1"), consideration_fen=1500))
+        for i in range(10)]
+    outcomes = await asyncio.gather(*(db.writer.execute(h, OPERATOR) for h in races), return_exceptions=True)
+    succeeded = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, domain.InsufficientAvailable)]
+    assert (len(succeeded), len(refused)) == (6, 4)
+    async with db.connection() as conn:
+        assert await conn.fetchval("SELECT available FROM holding WHERE series_code = $1 AND account_id = $2",
+                                   code, accounts[0]) == 10
+    await check_projection_equals_replay(db, code)
