@@ -146,6 +146,7 @@ class Writer:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
         # State valid only while we hold the writer lock and nobody else wrote meanwhile.
         self._head_position = -1
         self._head_hash = GENESIS_HASH
@@ -173,6 +174,9 @@ class Writer:
         except asyncio.CancelledError:
             pass
         self._task = None
+        if self._conn is not None:
+            await self._pool.release(self._conn)
+            self._conn = None
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -223,6 +227,9 @@ class Writer:
             outcomes = await self._run_batch(jobs)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             self._forget()
+            if self._conn is not None and self._conn.is_closed():
+                await self._pool.release(self._conn)  # a broken connection goes back; the next batch gets a new one
+                self._conn = None
             if len(jobs) == 1:
                 log.error("command %s failed in the database: %s", jobs[0].meta.command, exc)
                 jobs[0].future.set_exception(InternalError("the write failed in the database; nothing was written"))
@@ -247,28 +254,31 @@ class Writer:
     async def _run_batch(self, jobs: list[_Job]) -> list[CommandResult | BaseException]:
         outcomes: list[CommandResult | BaseException] = []
         self._rows = []
-        async with self._pool.acquire() as conn:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
-                head = await conn.fetchrow("SELECT position, hash FROM event ORDER BY position DESC LIMIT 1")
-                position, hash_ = (head["position"], bytes(head["hash"])) if head else (-1, GENESIS_HASH)
-                if position != self._head_position or hash_ != self._head_hash:
-                    self._versions.clear()  # someone else wrote: cached versions may be stale
-                if len(self._versions) > STREAM_CACHE_LIMIT:
-                    self._versions.clear()
-                self._head_position, self._head_hash = position, hash_
-                committed_head = (position, hash_)
-                try:
-                    replays = await self._load_idempotency(conn, jobs)
-                    await self._prefetch_versions(conn, jobs)
-                    new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
-                    now = self.clock()
-                    for job in jobs:
-                        outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
-                    await self._flush(conn, new_keys, now)
-                except BaseException:
-                    self._head_position, self._head_hash = committed_head
-                    raise
+        if self._conn is None or self._conn.is_closed():
+            # One long-lived connection: no pool round trips (acquire, reset) per batch.
+            self._conn = await self._pool.acquire()
+        conn = self._conn
+        async with conn.transaction():
+            head = await conn.fetchrow("SELECT head_position, head_hash FROM writer_begin($1)", WRITER_LOCK)
+            position = -1 if head["head_position"] is None else head["head_position"]
+            hash_ = GENESIS_HASH if head["head_hash"] is None else bytes(head["head_hash"])
+            if position != self._head_position or hash_ != self._head_hash:
+                self._versions.clear()  # someone else wrote: cached versions may be stale
+            if len(self._versions) > STREAM_CACHE_LIMIT:
+                self._versions.clear()
+            self._head_position, self._head_hash = position, hash_
+            committed_head = (position, hash_)
+            try:
+                replays = await self._load_idempotency(conn, jobs)
+                await self._prefetch_versions(conn, jobs)
+                new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
+                now = self.clock()
+                for job in jobs:
+                    outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
+                await self._flush(conn, new_keys, now)
+            except BaseException:
+                self._head_position, self._head_hash = committed_head
+                raise
         return outcomes
 
     async def _run_job(self, conn: asyncpg.Connection, job: _Job, replays: dict, new_keys: dict,
@@ -333,9 +343,12 @@ class Writer:
         keyed = [j.idempotency for j in jobs if j.idempotency is not None]
         if not keyed:
             return {}
+        # LATERAL ... OFFSET 0 keeps this an index lookup per key whatever plan the statement cache holds
+        # (a plan frozen while the table was small would otherwise scan every stored key).
         rows = await conn.fetch(
-            "SELECT scope, key, request_hash, response, first_position, last_position FROM idempotency_key "
-            "WHERE (scope, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            "SELECT i.* FROM unnest($1::text[], $2::text[]) AS k(scope, key) CROSS JOIN LATERAL ("
+            "SELECT scope, key, request_hash, response, first_position, last_position FROM idempotency_key x "
+            "WHERE x.scope = k.scope AND x.key = k.key OFFSET 0) AS i",
             [i.scope for i in keyed], [i.key for i in keyed],
         )
         return {
@@ -352,8 +365,9 @@ class Writer:
         if not wanted:
             return
         rows = await conn.fetch(
-            "SELECT stream_id, max(stream_version) AS version FROM event WHERE stream_id = ANY($1::text[]) "
-            "GROUP BY stream_id",
+            "SELECT k.stream_id, v.version FROM unnest($1::text[]) AS k(stream_id) CROSS JOIN LATERAL ("
+            "SELECT max(stream_version) AS version FROM event e WHERE e.stream_id = k.stream_id OFFSET 0) AS v "
+            "WHERE v.version IS NOT NULL",
             list(wanted),
         )
         found = {r["stream_id"]: r["version"] for r in rows}
