@@ -76,10 +76,11 @@ class Idempotency(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class _Job:
-    __slots__ = ("handler", "meta", "idempotency", "streams", "savepoint", "future")
+    __slots__ = ("handler", "meta", "idempotency", "streams", "savepoint", "future", "expects")
 
     def __init__(self, handler: Handler, meta: EventMeta, idempotency: Idempotency | None,
-                 streams: Sequence[str], savepoint: bool) -> None:
+                 streams: Sequence[str], savepoint: bool, expects: dict[str, int] | None = None) -> None:
+        self.expects = expects
         self.handler = handler
         self.meta = meta
         self.idempotency = idempotency
@@ -95,13 +96,15 @@ class WriteContext:
     reads its own writes and its projection rows commit (or vanish) with its events.
     """
 
-    def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime) -> None:
+    def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime,
+                 expects: dict[str, int] | None = None) -> None:
         self._writer = writer
         self.settings = writer.settings
         self.conn = conn
         self.meta = meta
         self.now = now
         self.positions: list[int] = []
+        self.client_expects: dict[str, int] = dict(expects or {})
 
     @property
     def next_position(self) -> int:
@@ -117,8 +120,18 @@ class WriteContext:
         return await self._writer._stream_version(self.conn, stream_id)
 
     async def append(self, stream_id: str, expected_version: int | None, events: Sequence[NewEvent]) -> list[int]:
-        """Append events to a stream that must be at `expected_version` (None: whatever it is)."""
+        """Append events to a stream that must be at `expected_version` (None: whatever it is).
+
+        A version the client stated (HTTP If-Match) for this stream is checked too: the client
+        decided on what it saw at that version, so a stream that has moved since is a conflict.
+        """
         current = await self.stream_version(stream_id)
+        client_expected = self.client_expects.get(stream_id)
+        if client_expected is not None and current != client_expected:
+            raise StreamVersionConflict(
+                f"stream {stream_id} is at version {current}; you read version {client_expected}",
+                stream=stream_id, expected_version=client_expected, actual_version=current,
+            )
         if expected_version is not None and current != expected_version:
             raise StreamVersionConflict(
                 f"stream {stream_id} is at version {current}, the command expected {expected_version}",
@@ -181,16 +194,17 @@ class Writer:
     # -- submitting -----------------------------------------------------------------------
 
     async def execute(self, handler: Handler, meta: EventMeta, *, idempotency: Idempotency | None = None,
-                      streams: Sequence[str] = (), savepoint: bool = True) -> CommandResult:
+                      streams: Sequence[str] = (), savepoint: bool = True,
+                      expects: dict[str, int] | None = None) -> CommandResult:
         """Run `handler` as one atomic command and return once it is committed.
 
         `streams` names streams the handler will touch, so their versions are read in one
-        query for the whole batch; `savepoint=False` is for handlers that write nothing but
+        query for the whole batch; `expects` holds versions the client says it read; `savepoint=False` is for handlers that write nothing but
         events (their refusals happen before any SQL write, so no savepoint is needed).
         """
         if self._task is None:
             raise RuntimeError("the writer is not running")
-        job = _Job(handler, meta, idempotency, streams, savepoint)
+        job = _Job(handler, meta, idempotency, streams, savepoint, expects)
         self._queue.put_nowait(job)
         return await asyncio.shield(job.future)
 
@@ -303,7 +317,7 @@ class Writer:
         savepoint = conn.transaction() if job.savepoint else None
         if savepoint is not None:
             await savepoint.start()
-        ctx = WriteContext(self, conn, job.meta, now)
+        ctx = WriteContext(self, conn, job.meta, now, job.expects)
         try:
             response = await job.handler(ctx)
             encoded = msgspec.json.encode(response)

@@ -35,16 +35,36 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
+def if_match(request: Request) -> int | None:
+    """`If-Match: "<version>"` — the version of the resource's stream the client decided on (409 if it moved)."""
+    raw = request.headers.get("if-match")
+    if raw is None:
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    try:
+        version = int(value)
+    except ValueError:
+        raise BadRequest('If-Match must be a stream version, e.g. If-Match: "3"', header="If-Match") from None
+    if version < -1:
+        raise BadRequest("If-Match must be a stream version of -1 or more", header="If-Match")
+    return version
+
+
 async def run_command(request: Request, *, command: str, body: Any, handler: Handler,
                       streams: Sequence[str] = (), reason: str | None = None, status: int = 201) -> Response[Any]:
-    """Execute one command for the caller; the same key and body replay the original answer."""
+    """Execute one command for the caller; the same key and body replay the original answer.
+
+    `streams[0]` is the resource's own stream: an If-Match header states the version the client read.
+    """
     key = idempotency_key(request)
     identity = identity_of(request)
     meta = EventMeta(actor=identity.subject, role=str(identity.role), command=command,
                      request_id=request_id_for(request.scope), idempotency_key=key, reason=reason)
     fingerprint = msgspec.to_builtins(body, order="sorted")
     idem = Idempotency.of(f"{identity.role}:{identity.subject}", key, command, fingerprint)
-    result = await request.app.state.db.writer.execute(handler, meta, idempotency=idem, streams=streams)
+    expects = {streams[0]: if_match(request)} if streams and if_match(request) is not None else None
+    result = await request.app.state.db.writer.execute(handler, meta, idempotency=idem, streams=streams,
+                                                       expects=expects)
     content = dict(result.response) if isinstance(result.response, dict) else {"result": result.response}
     content["log"] = msgspec.to_builtins(WriteReceipt(first_position=result.first_position,
                                                       last_position=result.last_position,

@@ -228,3 +228,15 @@ async def test_the_holder_register_as_of_an_earlier_date_and_position(client: ht
     yesterday = await client.get(f"/warrant-series/{code}/register?as_of={(TODAY - dt.timedelta(days=1))}",
                                  headers=REGULATOR)
     assert yesterday.status_code == 404 and yesterday.json()["code"] == "warrant.series_not_found"
+
+
+async def test_a_write_stating_a_stale_stream_version_is_a_409_and_appends_nothing(client, market) -> None:
+    code = market["code"]
+    events = (await client.get(f"/events?stream=series-{code}", headers=REGULATOR)).json()["items"]
+    version = events[-1]["version"]
+    await ok(await client.post(f"/warrant-series/{code}/transfers", headers={**op(), "If-Match": f'"{version}"'},
+                               json=transfer(market, units=10)))
+    body = await refused(client, f"/warrant-series/{code}/transfers", transfer(market, units=10),
+                         "eventlog.stream_version_conflict", status=409,
+                         headers={**op(), "If-Match": f'"{version}"'})
+    assert (body["expected_version"], body["actual_version"]) == (version, version + 1)
