@@ -264,7 +264,8 @@ class ValuationInputs(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     creates_new_shares: bool = True
     """True when exercise is by capital increase (增资扩股), which dilutes; False when the
     shares come from an existing holder (老股转让), which does not."""
-    style: Style = "european"
+    style: Style
+    """"european": exercisable at expiry only; "american": on any day of the exercise window."""
     exercise_start_date: date | None = None
     """American style only: first day of the exercise window (行权期); None = exercisable now."""
     lattice_steps: int = 1000
@@ -311,6 +312,9 @@ class ValuationResult(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     days_to_expiry: int
     year_fraction: Decimal
     lattice_steps: int | None
+    """As requested; None for European style."""
+    lattice_steps_used: int | None
+    """See `lattice_steps_used()`: equal to `lattice_steps` unless QuantLib would misprice it."""
     # the option layer, per share (or yuan of capital), before dilution
     european_value_per_share: Decimal
     """Analytic Black–Scholes–Merton value; for American style, the lattice's cross-check."""
@@ -323,6 +327,7 @@ class ValuationResult(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     # the dilution layer (Galai–Schneller)
     dilution_method: str
     new_shares_on_exercise: Decimal
+    """M·k, or 0 when exercise delivers existing shares."""
     dilution_factor: Decimal
     """N / (N + M·k), or 1 when exercise creates no new shares."""
     diluted_value_per_share: Decimal
@@ -442,7 +447,7 @@ def check_inputs(inputs: ValuationInputs) -> None:
 
 
 def check_sources(sources: InputSources, valuation_date: date) -> None:
-    """A valuation states its evidence (估值依据): dated basis, a digest for a report, named peers, a rate source."""
+    """A valuation states its evidence (估值依据): a dated basis, a report digest, named peers, a rate source."""
     if sources.underlying_basis_date > valuation_date:
         _refuse(UnderlyingBasisDateInvalid, "underlying_basis_date", sources.underlying_basis_date,
                 "must be on or before the valuation date", valuation_date=valuation_date.isoformat())
@@ -497,7 +502,8 @@ def finnerty_2012_dlom(volatility: float, years: float, dividend_yield: float = 
     elif x < 30.0:
         em1 = math.expm1(x)
         v2t = x + math.log(2.0 * (em1 - x)) - 2.0 * math.log(em1)
-    else:  # e^x overflows: v²T = ln2 + ln(1 − (x+1)e^−x) − 2·ln(1 − e^−x)
+    else:  # the same with e^x factored out, as e^x overflows past x ≈ 709:
+        # v²T = ln2 + ln(1 − (x+1)e^−x) − 2·ln(1 − e^−x)
         e = math.exp(-x)
         v2t = math.log(2.0) + math.log1p(-(x + 1.0) * e) - 2.0 * math.log1p(-e)
     half = math.sqrt(v2t) / 2.0
@@ -538,6 +544,22 @@ class _Market:
         )
 
 
+def lattice_steps_used(days_to_expiry: int, requested: int) -> int:
+    """The step count the lattice runs with: the requested one, or the next that QuantLib prices correctly.
+
+    QuantLib's binomial engine (seen in 1.44) compares the tree's last time, (T/n)·n, with T;
+    when that product rounds one unit below T, it skips the exercise at expiry and prices an
+    American warrant as if it expired one step early (about 0.003 per share low in Hull's
+    example at n = 1000). It happens for a few percent of (T, n) pairs. Moving to the first
+    n' ≥ n where (T/n')·n' ≥ T avoids it; the count used is recorded with the valuation.
+    """
+    years = days_to_expiry / 365.0  # exactly QuantLib's Actual/365 Fixed year fraction
+    steps = requested
+    while (years / steps) * steps < years:
+        steps += 1
+    return steps
+
+
 def _ql_date(d: date) -> ql.Date:
     return ql.Date(d.day, d.month, d.year)
 
@@ -575,8 +597,13 @@ def price(inputs: ValuationInputs) -> ValuationResult:
     Option layer, per share, before dilution: a European warrant by the analytic
     Black–Scholes–Merton formula (QuantLib AnalyticEuropeanEngine); an American one by a
     Cox–Ross–Rubinstein binomial tree of `lattice_steps` steps (QuantLib BinomialVanillaEngine
-    "crr"), exercisable from `exercise_start_date` (or now) to expiry. Delta is analytic or
-    from the tree; lattice vega is a central difference of the tree value.
+    "crr"), exercisable from `exercise_start_date` (or now) to expiry; see
+    `lattice_steps_used` for one step-count adjustment. QuantLib's CRR tree moves the log
+    price by ±σ√Δt per step with up-probability ½ + ½·(r − q − σ²/2)·√Δt/σ, not the
+    (e^((r−q)Δt) − d)/(u − d) of some textbooks: at 1000 steps the two differ by a few 1e-5
+    per share in Hull's example.
+    Delta is analytic or from the tree's first step; lattice vega is a central difference of
+    the tree value.
 
     Dilution layer (摊薄调整), Galai & Schneller (1978), "Pricing of Warrants and the Value of
     the Firm", Journal of Finance 33(5): 1333–1342; as in Hull, Options, Futures, and Other
@@ -598,6 +625,7 @@ def price(inputs: ValuationInputs) -> ValuationResult:
     check_inputs(inputs)
     days = (inputs.expiry_date - inputs.valuation_date).days
     american = inputs.style == "american"
+    steps = lattice_steps_used(days, inputs.lattice_steps) if american else None
     reference = _ql_date(inputs.valuation_date)
     expiry = _ql_date(inputs.expiry_date)
     sigma = float(inputs.volatility)
@@ -613,7 +641,7 @@ def price(inputs: ValuationInputs) -> ValuationResult:
                 lattice = _call(
                     strike,
                     ql.AmericanExercise(_ql_date(earliest), expiry),
-                    ql.BinomialVanillaEngine(market.process, LATTICE_TREE, inputs.lattice_steps),
+                    ql.BinomialVanillaEngine(market.process, LATTICE_TREE, steps),
                 )
                 npv, delta = lattice.NPV(), lattice.delta()
                 bump = min(VEGA_BUMP, sigma / 2.0)
@@ -642,8 +670,8 @@ def price(inputs: ValuationInputs) -> ValuationResult:
         k = inputs.new_shares_per_warrant
         n = Decimal(inputs.shares_outstanding)
         m = Decimal(inputs.warrants_outstanding)
-        new_shares = m * k
-        factor = _round(n / (n + new_shares) if inputs.creates_new_shares else Decimal(1), FRACTION_SCALE)
+        new_shares = m * k if inputs.creates_new_shares else Decimal(0)
+        factor = _round(n / (n + new_shares), FRACTION_SCALE)
         option_value = _round(_dec(npv, "option_value"), MODEL_SCALE)
         option_delta = _round(_dec(delta, "delta"), MODEL_SCALE)
         option_vega = _round(_dec(vega, "vega"), MODEL_SCALE)
@@ -661,6 +689,7 @@ def price(inputs: ValuationInputs) -> ValuationResult:
             days_to_expiry=days,
             year_fraction=_round(Decimal(days) / 365, FRACTION_SCALE),
             lattice_steps=inputs.lattice_steps if american else None,
+            lattice_steps_used=steps,
             european_value_per_share=_round(_dec(european_npv, "european_value"), MODEL_SCALE),
             option_value_per_share=option_value,
             option_delta_per_share=option_delta,
