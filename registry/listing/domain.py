@@ -217,8 +217,9 @@ class FactSpec(msgspec.Struct, kw_only=True, frozen=True):
     vocabulary: tuple[str, ...] = ()
 
 
-def _spec(kind: FactKind, label: str, **kw: object) -> FactSpec:
-    return FactSpec(kind=kind, label=label, **kw)  # type: ignore[arg-type]
+def _spec(kind: FactKind, label: str, *, yearly: bool = False, signed: bool = False,
+          vocabulary: tuple[str, ...] = ()) -> FactSpec:
+    return FactSpec(kind=kind, label=label, yearly=yearly, signed=signed, vocabulary=vocabulary)
 
 
 _K = FactKind
@@ -409,9 +410,8 @@ class FactSheet(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
 
     def latest_fiscal_year(self, on_date: dt.date) -> int | None:
         """The most recent full fiscal year filed for any yearly fact, and finished before `on_date`."""
-        years = [f.period.fiscal_year for f in self.facts if FACTS[f.name].yearly and f.period.fiscal_year]
-        years = [y for y in years if y is not None and dt.date(y, 12, 31) < on_date]
-        return max(years, default=None)
+        years = {f.period.fiscal_year for f in self.facts if FACTS[f.name].yearly}
+        return max((y for y in years if y is not None and dt.date(y, 12, 31) < on_date), default=None)
 
 
 def _period_key(period: str | None) -> tuple[dt.date, dt.date] | None:
@@ -882,17 +882,12 @@ _SCALE = Decimal("0.000001")
 
 
 def _decimal_text(x: Fraction) -> str:
+    """Exact when it fits in 6 decimal places, else floored to 6: never shown better than it is."""
     with localcontext() as ctx:
         ctx.prec = 60
-        d = Decimal(x.numerator) / Decimal(x.denominator)
-        if d != d.quantize(_SCALE, rounding=ROUND_FLOOR) or Fraction(d) != x:
-            d = d.quantize(_SCALE, rounding=ROUND_FLOOR)
-        return _plain(d)
-
-
-def _plain(d: Decimal) -> str:
-    text = format(d.normalize(), "f")
-    return "0" if text in ("-0", "") else text
+        d = (Decimal(x.numerator) / Decimal(x.denominator)).quantize(_SCALE, rounding=ROUND_FLOOR)
+        text = format(d.normalize(), "f")
+    return "0" if text == "-0" else text
 
 
 def _number(f: Fact) -> Fraction:
