@@ -184,6 +184,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "transfers":
+        from registry.bench.transfers import main as bench_transfers
+
+        return bench_transfers(args)
     from registry.bench.eventlog import main as bench_eventlog
 
     return bench_eventlog(args)
@@ -223,9 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
 
     p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
-    p.add_argument("target", choices=["eventlog"], help="what to measure")
+    p.add_argument("target", choices=["eventlog", "transfers"],
+                   help="eventlog: appends vs pgbench; transfers: validated transfers over HTTP vs the trivial endpoint")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")
-    p.add_argument("--writers", default="1,16,64", help="concurrent writers for the service path")
+    p.add_argument("--writers", default="1,16,64", help="eventlog: concurrent writers for the service path")
+    p.add_argument("--clients", default="32,128", help="transfers: concurrent HTTP clients")
+    p.add_argument("--events", type=int, default=1_000_000, help="transfers: events in the log before measuring")
+    p.add_argument("--holders", type=int, default=10_000, help="transfers: qualified holders in the market")
     return parser
 
 

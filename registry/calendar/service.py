@@ -45,14 +45,22 @@ class NotSeeded(RegistryError):
 _cache: dict[tuple[str, int], TradingCalendar] = {}
 
 
-async def load_calendar(conn: asyncpg.Connection) -> TradingCalendar:
-    """The calendar as the projection holds it (cached until the next calendar event)."""
-    row = await conn.fetchrow("SELECT current_database() AS db, first_day, last_day, last_position FROM calendar_span")
-    if row is None:
-        raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
-    key = (row["db"], row["last_position"])
+async def load_calendar(conn: asyncpg.Connection, known: tuple[str, int] | None = None) -> TradingCalendar:
+    """The calendar as the projection holds it (cached until the next calendar event).
+
+    `known` is (database, calendar position) when the caller already read it, saving a round trip.
+    """
+    key = known
+    if key is None:
+        row = await conn.fetchrow("SELECT current_database() AS db, last_position FROM calendar_span")
+        if row is None:
+            raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
+        key = (row["db"], row["last_position"])
     calendar = _cache.get(key)
     if calendar is None:
+        row = await conn.fetchrow("SELECT first_day, last_day FROM calendar_span")
+        if row is None:
+            raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
         days = [r["day"] for r in await conn.fetch("SELECT day FROM trading_day WHERE trading ORDER BY day")]
         calendar = TradingCalendar(days, first_day=row["first_day"], last_day=row["last_day"])
         _cache.clear()

@@ -57,6 +57,8 @@ class Database:
         return self.pool.acquire()
 
     async def open(self) -> None:
+        import registry.features  # noqa: F401 - every projector and approvable action, before any write
+
         self.engine = PostgresEngine(config={"dsn": self.dsn})
         await self.engine.start_connection_pool(
             min_size=self.settings.pool_min_size, max_size=self.settings.pool_max_size,

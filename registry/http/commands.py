@@ -51,10 +51,12 @@ def if_match(request: Request) -> int | None:
 
 
 async def run_command(request: Request, *, command: str, body: Any, handler: Handler,
-                      streams: Sequence[str] = (), reason: str | None = None, status: int = 201) -> Response[Any]:
+                      streams: Sequence[str] = (), reason: str | None = None, status: int = 201,
+                      savepoint: bool = True) -> Response[Any]:
     """Execute one command for the caller; the same key and body replay the original answer.
 
     `streams[0]` is the resource's own stream: an If-Match header states the version the client read.
+    `savepoint=False` only for handlers that refuse before they write (see Writer.execute).
     """
     key = idempotency_key(request)
     identity = identity_of(request)
@@ -64,7 +66,7 @@ async def run_command(request: Request, *, command: str, body: Any, handler: Han
     idem = Idempotency.of(f"{identity.role}:{identity.subject}", key, command, fingerprint)
     expects = {streams[0]: if_match(request)} if streams and if_match(request) is not None else None
     result = await request.app.state.db.writer.execute(handler, meta, idempotency=idem, streams=streams,
-                                                       expects=expects)
+                                                       expects=expects, savepoint=savepoint)
     content = dict(result.response) if isinstance(result.response, dict) else {"result": result.response}
     content["log"] = msgspec.to_builtins(WriteReceipt(first_position=result.first_position,
                                                       last_position=result.last_position,

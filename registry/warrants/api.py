@@ -118,7 +118,8 @@ class WarrantSeriesController(Controller):
     async def transfer(self, request: Request, code: FromPath[str], data: JSONBody[domain.Transfer]) -> Response[Any]:
         await _ensure_account_holder(request, data.from_account)
         return await run_command(request, command="TransferWarrants", body={"code": code, **msgspec.to_builtins(data)},
-                                 handler=service.transfer(code, data), streams=[service.series_stream(code)])
+                                 handler=service.transfer(code, data), streams=[service.series_stream(code)],
+                                 savepoint=False)
 
     @post("/{code:str}/holdings/{account_id:str}/freezes", summary="Freeze units (冻结)",
           opt=allow(Role.operator, writes=True))

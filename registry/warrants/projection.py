@@ -92,20 +92,9 @@ async def rights_confirmed(conn: asyncpg.Connection, e: EventRecord) -> None:
 
 @projects("warrant.transferred")
 async def transferred(conn: asyncpg.Connection, e: EventRecord) -> None:
-    d = e.data
-    code = d["code"]
-    before_total = sum(d["from_before"].values())
-    cost_out = await conn.fetchval("SELECT cost_fen FROM holding WHERE series_code = $1 AND account_id = $2",
-                                   code, d["from_account"])
-    moved_cost = cost_out * d["units"] // before_total if before_total else 0
-    await _set_holding(conn, code, d["from_account"], d["from_investor"], d["from_after"], e.position,
-                       cost_delta=-moved_cost)
-    await _set_holding(conn, code, d["to_account"], d["to_investor"], d["to_after"], e.position,
-                       holders=d["receiver_holders"], cost_delta=d["consideration_fen"])
-    await _lots(conn, code, d, e.position)
-    if d["from_investor"] != d["to_investor"]:
-        await _touch_interval(conn, code, d["from_investor"], "sell", e.effective_date)
-        await _touch_interval(conn, code, d["to_investor"], "buy", e.effective_date)
+    # The hot path: one call to project_warrant_transferred() (SQL beside its migration) does it all.
+    await conn.execute("SELECT project_warrant_transferred($1::jsonb, $2, $3)", msgspec.json.encode(e.data).decode(),
+                       e.position, e.effective_date)
 
 
 @projects("warrant.units_frozen", "warrant.units_thawed", "warrant.units_pledged", "warrant.units_released")

@@ -17,6 +17,7 @@ from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
 from registry.parties.domain import AccountNotFound, EnterpriseNotFound
+from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
 from registry.parties.service import enterprise_stream, investor_is_qualified
 from registry.warrants import domain, projection  # noqa: F401 - projection registers the projectors
 from registry.warrants.domain import (
@@ -152,23 +153,81 @@ def confirm_rights(code: str, account_id: str) -> Handler:
     return handler
 
 
+class _TransferFacts(msgspec.Struct):
+    series: dict[str, Any] | None
+    accounts: list[dict[str, Any]]
+    qualifications: list[dict[str, Any]]
+    balances: dict[str, Balance]
+    intervals: dict[str, dict[str, dt.date | None]]
+    holders_now: list[str]
+    holders_ever: list[str]
+    sender_lots: list[Lot]
+    calendar_position: int | None
+    database: str
+
+
+_transfer_facts = msgspec.json.Decoder(_TransferFacts)
+
+
+def _series_from_row(row: dict[str, Any]) -> SeriesFacts:
+    return SeriesFacts(
+        code=row["code"], target_uscc=row["target_uscc"], status=SeriesStatus(row["status"]),
+        terms=msgspec.convert(row["terms"], SeriesTerms, strict=False),
+        entitlement_per_unit=Decimal(str(row["entitlement_per_unit"])),
+        valid_until=dt.date.fromisoformat(row["valid_until"]),
+        suspended_since=None if row["suspended_since"] is None else dt.date.fromisoformat(row["suspended_since"]),
+        units_issued=row["units_issued"], units_outstanding=row["units_outstanding"],
+        units_exercised=row["units_exercised"], units_cancelled=row["units_cancelled"],
+        units_expired=row["units_expired"],
+    )
+
+
 def transfer(code: str, cmd: domain.Transfer) -> Handler:
+    """转让. Its facts come in one query and its projection is one call: this is the hot path."""
     async def handler(ctx: WriteContext) -> dict[str, Any]:
         today = ctx.business_date
-        series = await series_facts(ctx.conn, code)
-        sender = await account_facts(ctx.conn, cmd.from_account, today)
-        receiver = await account_facts(ctx.conn, cmd.to_account, today)
+        raw = await ctx.conn.fetchval("SELECT warrant_transfer_facts($1, $2, $3)::text", code, cmd.from_account,
+                                      cmd.to_account)
+        facts = _transfer_facts.decode(raw)
+        if facts.series is None:
+            raise SeriesNotFound(f"no warrant series {code}", code=code)
+        series = _series_from_row(facts.series)
+        statuses: dict[str, list[QualificationStatus]] = {}
+        for q in facts.qualifications:
+            statuses.setdefault(q["investor_id"], []).append(QualificationStatus(
+                investor_id=q["investor_id"], category=QualificationCategory(q["category"]),
+                evidence_digest=q["evidence_digest"], valid_from=dt.date.fromisoformat(q["valid_from"]),
+                valid_until=None if q["valid_until"] is None else dt.date.fromisoformat(q["valid_until"]),
+                revoked_on=None if q["revoked_on"] is None else dt.date.fromisoformat(q["revoked_on"])))
+        accounts = {}
+        for a in facts.accounts:
+            holders = frozenset(a["owners"]) if a["kind"] == "nominee" else frozenset([a["investor_id"]])
+            qualified = all(is_qualified(statuses.get(i, []), today) for i in holders | {a["investor_id"]})
+            accounts[a["account_id"]] = AccountFacts(account_id=a["account_id"], investor_id=a["investor_id"],
+                                                     status=a["status"], holders=holders, qualified=qualified)
+        for account_id in (cmd.from_account, cmd.to_account):
+            if account_id not in accounts:
+                raise AccountNotFound(f"no account {account_id}", account_id=account_id)
+        sender, receiver = accounts[cmd.from_account], accounts[cmd.to_account]
+
+        async def interval(investor_id: str) -> IntervalFacts:
+            row = facts.intervals.get(investor_id)
+            if row is None or (row["last_buy"] is None and row["last_sell"] is None):
+                return IntervalFacts()
+            calendar = await load_calendar(ctx.conn, (facts.database, facts.calendar_position))
+            since = {k: None if row[k] is None else answer(calendar.trading_days_between, row[k], today)
+                     for k in ("last_buy", "last_sell")}
+            return IntervalFacts(last_buy=row["last_buy"], last_sell=row["last_sell"],
+                                 trading_days_since_buy=since["last_buy"], trading_days_since_sell=since["last_sell"])
+
         transfer_id = f"T{ctx.next_position:08d}"
         events = domain.decide_transfer(
             series, cmd, transfer_id=transfer_id, sender=sender, receiver=receiver,
-            sender_balance=await holding_balance(ctx.conn, code, cmd.from_account),
-            receiver_balance=await holding_balance(ctx.conn, code, cmd.to_account),
-            sender_interval=await interval_facts(ctx.conn, code, sender.investor_id, today),
-            receiver_interval=await interval_facts(ctx.conn, code, receiver.investor_id, today),
-            holders_now=await holders_now(ctx.conn, code), holders_ever=await holders_ever(ctx.conn, code),
-            sender_lots=await active_lots(ctx.conn, code, cmd.from_account), today=today,
-            basis=HolderCapBasis(await ctx.conn.fetchval(
-                "SELECT holder_cap_basis FROM warrant_series WHERE code = $1", code)),
+            sender_balance=facts.balances.get(cmd.from_account, Balance()),
+            receiver_balance=facts.balances.get(cmd.to_account, Balance()),
+            sender_interval=await interval(sender.investor_id), receiver_interval=await interval(receiver.investor_id),
+            holders_now=frozenset(facts.holders_now), holders_ever=frozenset(facts.holders_ever),
+            sender_lots=facts.sender_lots, today=today, basis=HolderCapBasis(facts.series["holder_cap_basis"]),
             interval_days=ctx.settings.holding_interval_trading_days,
             t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed)
         stream = series_stream(code)
