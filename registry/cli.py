@@ -10,6 +10,10 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from registry.db.database import Dsns
 from pathlib import Path
 
 from registry.settings import Settings

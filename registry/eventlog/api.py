@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import QueryParameter
 
 from registry.access.policy import READ_ALL, allow
 from registry.eventlog import store

@@ -86,29 +86,6 @@ async def active_lots(conn: asyncpg.Connection, code: str, account_id: str) -> l
     return [Lot(**dict(r)) for r in rows]
 
 
-async def interval_facts(conn: asyncpg.Connection, code: str, investor_id: str, today: dt.date) -> IntervalFacts:
-    row = await conn.fetchrow("SELECT last_buy, last_sell FROM trade_interval WHERE series_code = $1 "
-                              "AND investor_id = $2", code, investor_id)
-    if row is None or (row["last_buy"] is None and row["last_sell"] is None):
-        return IntervalFacts()
-    calendar = await load_calendar(conn)
-    since = {k: None if row[k] is None else answer(calendar.trading_days_between, row[k], today)
-             for k in ("last_buy", "last_sell")}
-    return IntervalFacts(last_buy=row["last_buy"], last_sell=row["last_sell"],
-                         trading_days_since_buy=since["last_buy"], trading_days_since_sell=since["last_sell"])
-
-
-async def holders_now(conn: asyncpg.Connection, code: str) -> frozenset[str]:
-    rows = await conn.fetch("SELECT DISTINCT unnest(holders) AS h FROM holding WHERE series_code = $1 "
-                            "AND available + pledged + frozen > 0", code)
-    return frozenset(r["h"] for r in rows)
-
-
-async def holders_ever(conn: asyncpg.Connection, code: str) -> frozenset[str]:
-    rows = await conn.fetch("SELECT holder_id FROM series_holder_ever WHERE series_code = $1", code)
-    return frozenset(r["holder_id"] for r in rows)
-
-
 # -- writes ---------------------------------------------------------------------------------
 
 

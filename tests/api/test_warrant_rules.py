@@ -9,7 +9,7 @@ import pytest
 
 from support import auth
 from warrant_fixtures import (
-    REGULATOR, TARGET, TODAY, enterprise, investor, key, log_size, ok, op, register_series, travel,
+    REGULATOR, TARGET, TODAY, enterprise, investor, log_size, ok, op, register_series, travel,
 )
 
 
@@ -170,7 +170,7 @@ async def test_a_series_expires_once_even_after_downtime(client: httpx.AsyncClie
     assert first.response["expired"] == [code] and second.response["expired"] == []
     series = await ok(await client.get(f"/warrant-series/{code}", headers=REGULATOR))
     assert (series["status"], series["units_expired"], series["units_outstanding"]) == ("expired", 500, 0)
-    events = (await client.get(f"/events?type=warrant.series_expired", headers=REGULATOR)).json()["items"]
+    events = (await client.get("/events?type=warrant.series_expired", headers=REGULATOR)).json()["items"]
     assert len(events) == 1 and events[0]["effective_date"] == (TODAY + dt.timedelta(days=4)).isoformat()
 
 
