@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -76,13 +77,66 @@ class _Loader:
         return result
 
 
+async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> list[str]:
+    """A bank-loan warrant series issued ten trading days ago: pledged, transferred, partly exercised."""
+    from registry.calendar.seed import load_seed
+    from registry.warrants import service as warrant_service
+    from registry.warrants.domain import BalanceChange, Exercise, Transfer, TransferMode
+
+    target = _uscc(ENTERPRISES[1][0], ENTERPRISES[1][1])
+    shares = warrant_service.RegisterShares(reason="挂牌时股东名册", holders=[
+        warrant_service.ShareHolding(holder_id="founder-1", holder_name="创始人 赵明", amount=Decimal("60000000")),
+        warrant_service.ShareHolding(holder_id="angel-1", holder_name="滨海天使投资合伙企业", amount=Decimal("20000000"))])
+    await loader.run("RegisterShares", {"uscc": target, **msgspec.to_builtins(shares)},
+                     warrant_service.register_shares(target, shares))
+    today = dt.date.today()
+    issued_on = load_seed().add_trading_days(today, -10) if today <= load_seed().last_day else today
+    terms = {"target_uscc": target, "name": "滨海生物2026年认股权（天津银行科创贷配套）", "underlying": "shares",
+             "entitlement_per_unit": "1", "exercise_price_per_unit": "6.80", "valid_from": issued_on.isoformat(),
+             "valid_until": (issued_on + dt.timedelta(days=3 * 365)).isoformat(),
+             "exercise_method": "capital_increase", "transfer_modes": ["private_agreement", "disclosed_agreement"],
+             "anti_dilution": "broad_based_weighted_average", "max_holders": 200,
+             "documents": [{"name": "认股权协议", "sha256": _digest("认股权协议")},
+                           {"name": "贷款合同", "sha256": _digest("贷款合同")}],
+             "allocations": [{"account_id": accounts[0], "units": 800_000}, {"account_id": accounts[1], "units": 200_000}]}
+    request = approvals.RequestApproval(action="warrant.register", payload=terms, reason="银行认股权贷款配套发行")
+    moment = dt.datetime.combine(issued_on, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
+    db.writer.clock = lambda: moment.astimezone(dt.timezone.utc)  # the series was issued ten trading days ago
+    try:
+        approval = (await loader.run("RequestApproval", request, approval_service.request_approval(request),
+                                     actor="op-zhang")).response["approval_id"]
+        decide = approvals.Decide(reason="材料齐备")
+        code = (await loader.run("ApproveRequest", {"approval_id": approval}, approval_service.approve(
+            approval, decide), actor="op-li")).response["outcome"]["code"]
+    finally:
+        db.writer.clock = lambda: dt.datetime.now(dt.timezone.utc)
+    pledge = BalanceChange(units=300_000, document_ref="质押合同(2026)津银质字第18号", reason="科创贷质押")
+    await loader.run("PledgeUnits", {"code": code, **msgspec.to_builtins(pledge)},
+                     warrant_service.move_balance(code, "pledge", accounts[0], pledge))
+    transfer = Transfer(from_account=accounts[1], to_account=accounts[2], units=50_000,
+                        mode=TransferMode.private_agreement, price_per_unit=Decimal("1.20"), consideration_fen=6_000_000)
+    await loader.run("TransferWarrants", {"code": code, **msgspec.to_builtins(transfer)},
+                     warrant_service.transfer(code, transfer))
+    exercise = Exercise(account_id=accounts[2], units=10_000)
+    exercise_id = (await loader.run("ExerciseWarrants", {"code": code, **msgspec.to_builtins(exercise)},
+                                    warrant_service.exercise(code, exercise))).response["exercise_id"]
+    await loader.run("ConfirmExercise", {"code": code, "exercise_id": exercise_id},
+                     warrant_service.confirm_exercise(code, exercise_id))
+    return [code]
+
+
 async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> str:
     from tqdm import tqdm
 
     async with Database(dsn, settings) as db:
         await ensure_seeded(db.writer)  # type: ignore[arg-type]
+        async with db.connection() as conn:
+            done = await conn.fetchval("SELECT count(*) FROM idempotency_key WHERE key LIKE 'demo-%-ConfirmExercise'")
+        if done:
+            # Loaded on an earlier day: its dated commands would differ today, so nothing is sent again.
+            return "demo market: already loaded, nothing changed"
         loader = _Loader(db)
-        steps = tqdm(total=len(ENTERPRISES) + len(INVESTORS) + 3, desc="demo market", unit="step",
+        steps = tqdm(total=len(ENTERPRISES) + len(INVESTORS) + 4, desc="demo market", unit="step",
                      disable=not progress)
         for division, body, name, form, capital, industry, level in ENTERPRISES:
             cmd = parties.RegisterEnterprise(
@@ -140,7 +194,9 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
                                             reason="发布2027年交易日历")
         await loader.run("RequestApproval", request, approval_service.request_approval(request), actor="op-zhang")
         steps.update()
+
+        series = await _load_warrants(loader, db, accounts)
         steps.close()
     return (f"demo market: {loader.applied} commands applied, {loader.replayed} already present "
             f"({len(ENTERPRISES)} enterprises, {len(INVESTORS)} investors, {len(accounts) + 1} accounts, "
-            "1 calendar publication awaiting a second operator)")
+            f"1 calendar publication awaiting a second operator, warrant series {', '.join(series)})")
