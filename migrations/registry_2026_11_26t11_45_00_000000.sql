@@ -12,8 +12,8 @@ LANGUAGE sql STABLE AS $$
         SELECT investor_id FROM accts UNION SELECT unnest(owners) FROM accts
     )
     SELECT jsonb_build_object(
-        'series', (SELECT to_jsonb(s) - 'terms' || jsonb_build_object('terms', s.terms)
-                   FROM warrant_series s WHERE s.code = p_code),
+        -- the columns, not the stored terms with their initial allocation (up to 200 lines)
+        'series', (SELECT to_jsonb(s) - 'terms' FROM warrant_series s WHERE s.code = p_code),
         'accounts', coalesce((SELECT jsonb_agg(to_jsonb(accts)) FROM accts), '[]'),
         'qualifications', coalesce((SELECT jsonb_agg(jsonb_build_object(
                 'investor_id', q.investor_id, 'category', q.category, 'evidence_digest', q.evidence_digest,
@@ -65,8 +65,8 @@ BEGIN
             holders = excluded.holders, last_position = excluded.last_position;
     INSERT INTO series_holder_ever (series_code, holder_id) SELECT v_code, unnest(v_receivers)
         ON CONFLICT DO NOTHING;
-    UPDATE warrant_lot SET active = false
-        WHERE lot_id IN (SELECT l->>'lot_id' FROM jsonb_array_elements(d->'consumed_lots') AS l);
+    UPDATE warrant_lot SET active = false  -- = ANY(ARRAY(...)): a primary-key lookup, not a scan of every lot
+        WHERE lot_id = ANY(ARRAY(SELECT l->>'lot_id' FROM jsonb_array_elements(d->'consumed_lots') AS l));
     INSERT INTO warrant_lot (lot_id, series_code, account_id, units, parent, origin, active, created_position)
         SELECT l->>'lot_id', v_code, l->>'account_id', (l->>'units')::bigint, l->>'parent', l->>'origin', true,
                p_position

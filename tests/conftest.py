@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,8 +36,12 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def pg_server(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> AsyncIterator[EmbeddedPostgres]:
-    """A real PostgreSQL per test worker; durability settings off because tests never crash it."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"), settings={
+    """A real PostgreSQL per test worker; durability settings off because tests never crash it.
+
+    Its folder is outside pytest's temp root, which pytest keeps private to root (mode 0700) while
+    the server runs as another user when the tests run as root.
+    """
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="registry-test-pg-")), settings={
         "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
     })
     server.start()

@@ -9,6 +9,7 @@ import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
 from registry.db.embedded import SUPERUSER, EmbeddedPostgres
+from registry.eventlog.tail import LogTail
 from registry.eventlog.writer import Writer
 from registry.settings import Settings
 
@@ -46,6 +47,15 @@ class Database:
         self.settings = settings
         self.engine: PostgresEngine | None = None
         self.writer: Writer | None = None
+        self._tail: LogTail | None = None
+
+    async def tail(self) -> LogTail:
+        """The process's live-tail listener, started on first use."""
+        if self._tail is None:
+            tail = LogTail(self.dsn)
+            await tail.start()
+            self._tail = tail
+        return self._tail
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -67,6 +77,9 @@ class Database:
         self.writer.start()
 
     async def close(self) -> None:
+        if self._tail is not None:
+            await self._tail.stop()
+            self._tail = None
         if self.writer is not None:
             await self.writer.stop()
             self.writer = None

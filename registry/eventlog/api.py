@@ -1,34 +1,83 @@
-"""Reading the event log over HTTP: events after a position, by stream or type."""
+"""The event feed over HTTP: events after a position with filters, and a live tail (server-sent events)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from litestar import Controller, get
+import msgspec
+from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from registry.access.policy import READ_ALL, allow
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
-from registry.http.pagination import Page, clamp_limit, page, position_cursor
+from registry.http.pagination import Page, clamp_limit, position_cursor
+
+After = Annotated[str | None, QueryParameter(description="cursor: events after this position")]
+Stream = Annotated[str | None, QueryParameter(description="only this stream (e.g. series-WR000001)")]
+Type = Annotated[str | None, QueryParameter(name="type", description="only this event type")]
+Actor = Annotated[str | None, QueryParameter(description="only events written by this user")]
+Role = Annotated[str | None, QueryParameter(description="only events written in this role")]
+Since = Annotated[dt.datetime | None, QueryParameter(description="recorded at or after (with offset)")]
+Until = Annotated[dt.datetime | None, QueryParameter(description="recorded before (with offset)")]
+TAIL_BATCH = 500
+KEEPALIVE_SECONDS = 15.0
 
 
 class EventController(Controller):
     path = "/events"
     tags = ["event log"]
 
-    @get("/", summary="Events after a position, in log order", opt=allow(*READ_ALL))
-    async def list_events(
-        self,
-        state: State,
-        after: Annotated[str | None, QueryParameter(description="cursor: return events after this position")] = None,
-        stream: Annotated[str | None, QueryParameter(description="only this stream")] = None,
-        event_type: Annotated[str | None, QueryParameter(name="type", description="only this event type")] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
-    ) -> Page[StoredEvent]:
+    @get("/", summary="Events after a position, in log order, filtered", opt=allow(*READ_ALL))
+    async def list_events(self, state: State, after: After = None, stream: Stream = None,
+                          event_type: Type = None, actor: Actor = None, role: Role = None, since: Since = None,
+                          until: Until = None,
+                          limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
+                          ) -> Page[StoredEvent]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
-            items = await store.read_events(conn, after=position_cursor(after), stream=stream,
-                                            event_type=event_type, limit=n)
-        return page(items, n, lambda e: e.position)
+            items = await store.read_events(conn, after=position_cursor(after), stream=stream, event_type=event_type,
+                                            actor=actor, since=since, until=until, limit=n)
+        # the page is cut by position, so a role filter may return fewer than `limit`; `next` still advances
+        next_cursor = str(items[-1].position) if len(items) == n else None
+        if role is not None:
+            items = [e for e in items if e.meta.role == role]
+        return Page(items=items, next=next_cursor)
+
+    @get("/live", summary="Live tail as server-sent events; resumes after `after` or Last-Event-ID, "
+                          "with no event skipped or repeated", opt=allow(*READ_ALL))
+    async def live(self, request: Request, state: State, after: After = None, stream: Stream = None,
+                   event_type: Type = None, actor: Actor = None,
+                   limit: Annotated[int | None, QueryParameter(description="close after this many events")] = None,
+                   ) -> ServerSentEvent:
+        resume = request.headers.get("last-event-id")
+        position = position_cursor(resume if resume else after)
+        position = -1 if position is None else position
+        tail = await state.db.tail()
+        encoder = msgspec.json.Encoder()
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            nonlocal position
+            sent = 0
+            while limit is None or sent < limit:
+                async with state.db.connection() as conn:
+                    batch = await store.read_events(conn, after=position, stream=stream, event_type=event_type,
+                                                    actor=actor, limit=TAIL_BATCH)
+                for event in batch:
+                    yield ServerSentEventMessage(id=event.position, event=event.type,
+                                                 data=encoder.encode(event).decode())
+                    position = event.position
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+                if len(batch) < TAIL_BATCH:
+                    head = tail.head
+                    await tail.wait(KEEPALIVE_SECONDS)
+                    if tail.head == head:
+                        yield ServerSentEventMessage(comment="keep-alive")
+
+        return ServerSentEvent(events())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -16,13 +17,16 @@ _COLUMNS = ("position, stream_id, stream_version, event_type, schema_version, ac
 
 
 async def read_events(conn: asyncpg.Connection, *, after: int | None = None, stream: str | None = None,
-                      event_type: str | None = None, limit: int = 100) -> list[StoredEvent]:
-    """Events with position > `after`, in log order, optionally of one stream or type."""
+                      event_type: str | None = None, actor: str | None = None,
+                      since: dt.datetime | None = None, until: dt.datetime | None = None,
+                      limit: int = 100) -> list[StoredEvent]:
+    """Events with position > `after`, in log order, filtered by stream, type, actor and recorded time."""
     rows = await conn.fetch(
         "SELECT canonical, hash FROM event WHERE position > $1 "
         "AND ($2::text IS NULL OR stream_id = $2) AND ($3::text IS NULL OR event_type = $3) "
-        "ORDER BY position LIMIT $4",
-        -1 if after is None else after, stream, event_type, limit,
+        "AND ($4::text IS NULL OR actor = $4) AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
+        "AND ($6::timestamptz IS NULL OR recorded_at < $6) ORDER BY position LIMIT $7",
+        -1 if after is None else after, stream, event_type, actor, since, until, limit,
     )
     return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
 

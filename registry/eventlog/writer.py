@@ -33,6 +33,8 @@ from registry.eventlog.projection import EventRecord
 log = logging.getLogger(__name__)
 
 WRITER_LOCK = 7_301_002
+LOG_CHANNEL = "registry_log"
+"""NOTIFY channel carrying the last committed position of each batch."""
 NO_STREAM = -1
 """Expected version of a stream that must not exist yet."""
 STREAM_CACHE_LIMIT = 200_000
@@ -425,6 +427,8 @@ class Writer:
 
     async def _flush(self, conn: asyncpg.Connection, new_keys: dict, now: dt.datetime) -> None:
         if self._rows:
+            # Live-tail readers wake on this; PostgreSQL delivers it only when the batch commits.
+            await conn.execute("SELECT pg_notify($1, $2)", LOG_CHANNEL, str(self._rows[-1][0]))
             columns = [list(column) for column in zip(*self._rows)]
             await conn.execute(
                 "INSERT INTO event (position, stream_id, stream_version, event_type, schema_version, actor, "

@@ -147,9 +147,17 @@ _transfer_facts = msgspec.json.Decoder(_TransferFacts)
 
 
 def _series_from_row(row: dict[str, Any]) -> SeriesFacts:
+    """The series' facts from its projection row (the transfer path never reads the stored terms)."""
     return SeriesFacts(
         code=row["code"], target_uscc=row["target_uscc"], status=SeriesStatus(row["status"]),
-        terms=msgspec.convert(row["terms"], SeriesTerms, strict=False),
+        terms=SeriesTerms(
+            target_uscc=row["target_uscc"], name=row["name"], issuer_kind=row["issuer_kind"],
+            issuing_shareholder_id=row["issuing_shareholder_id"], underlying=row["underlying"],
+            entitlement_per_unit=Decimal(str(row["entitlement_per_unit"])),
+            exercise_price_per_unit=Decimal(str(row["exercise_price_per_unit"])),
+            valid_from=dt.date.fromisoformat(row["valid_from"]), valid_until=dt.date.fromisoformat(row["valid_until"]),
+            exercise_method=row["exercise_method"], transfer_modes=row["transfer_modes"],
+            max_holders=row["max_holders"], anti_dilution=row["anti_dilution"], allocations=[]),
         entitlement_per_unit=Decimal(str(row["entitlement_per_unit"])),
         valid_until=dt.date.fromisoformat(row["valid_until"]),
         suspended_since=None if row["suspended_since"] is None else dt.date.fromisoformat(row["suspended_since"]),

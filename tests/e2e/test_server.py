@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,10 +64,12 @@ class Server:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "var"
+def data_dir() -> Path:
+    # outside pytest's temp root, which pytest keeps private to root while PostgreSQL runs as another user
+    d = Path(tempfile.mkdtemp(prefix="registry-e2e-")) / "var"
     yield d
-    EmbeddedPostgres(d).stop("immediate")
+    EmbeddedPostgres(d).destroy()
+    shutil.rmtree(d.parent, ignore_errors=True)
 
 
 def operator_token(data_dir: Path) -> dict[str, str]:
