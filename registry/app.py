@@ -20,6 +20,10 @@ from registry.eventlog.api import EventController
 from registry.eventlog.model import EventMeta
 from registry.health.api import HealthController
 from registry.approvals.api import ApprovalController
+from registry.audit.api import AuditController, CheckpointController
+from registry.audit.checkpoint import CheckpointSigner
+from registry.audit.checkpoint import load_or_create_key as load_checkpoint_key
+from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
@@ -35,6 +39,7 @@ CONTROLLERS = [
     HealthController, EventController, EnterpriseController, InvestorController, AccountController,
     ApprovalController, CalendarController, ThresholdController,
     WarrantSeriesController, EnterpriseWarrantController, PositionController,
+    AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
 ]
 
 
@@ -56,6 +61,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         raise ValueError("give exactly one of dsn or database")
     owned = database is None
     tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
+    checkpoint_signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
+                                         origin=settings.market_origin)
     db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
 
     @asynccontextmanager
@@ -63,18 +70,22 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         if owned:
             await db.open()
             await ensure_seeded(db.writer)  # type: ignore[arg-type]
-        sweeper = asyncio.create_task(sweep_expiries(db, settings.expiry_sweep_seconds)) if owned else None
+        background = [
+            asyncio.create_task(sweep_expiries(db, settings.expiry_sweep_seconds)),
+            asyncio.create_task(sign_checkpoints_periodically(db, checkpoint_signer,
+                                                              settings.checkpoint_interval_seconds)),
+        ] if owned else []
         try:
             yield
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
+            for task in background:
+                task.cancel()
             if owned:
                 await db.close()
 
     return Litestar(
         route_handlers=CONTROLLERS,
-        state=State({"db": db, "settings": settings, "tokens": tokens}),
+        state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
         guards=[authorize],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],

@@ -141,6 +141,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from registry.eventlog.store import verify_log
 
+    if args.export or args.old_checkpoint:
+        from registry.audit import offline
+
+        return offline.run(args)  # an exported log and checkpoints, without any database
     settings = _settings(args)
 
     async def run() -> int:
@@ -163,6 +167,62 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED at position {report.first_bad_position}: {report.problem} "
               f"({report.checked} events before it verified)", file=sys.stderr)
         return 1
+
+    return asyncio.run(run())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import asyncpg
+    from tqdm import tqdm
+
+    from registry.audit.export import export_jsonl
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        with _database(settings, migrate=False) as dsns:
+            conn = await asyncpg.connect(dsns.app)
+            try:
+                total = await conn.fetchval("SELECT count(*) FROM event")
+                with open(args.out, "wb") as out, tqdm(total=total, unit="event", desc="exporting", file=sys.stderr,
+                                                         disable=args.quiet) as bar:
+                    summary = await export_jsonl(conn, out, progress=bar.update)
+            finally:
+                await conn.close()
+        print(f"exported {summary.events} events to {args.out}; head hash {summary.head_hash}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from registry.audit.checkpoint import CheckpointSigner
+    from registry.audit.checkpoint import load_or_create_key as load_checkpoint_key
+    from registry.audit.store import sign_current
+
+    settings = _settings(args)
+    signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
+                              origin=settings.market_origin)
+    if args.action == "public-key":
+        print(signer.vkey)
+        return 0
+
+    async def run() -> int:
+        with _database(settings, migrate=False) as dsns:
+            conn = await asyncpg.connect(dsns.app)
+            try:
+                stored = await sign_current(conn, signer, signed_by="cli")
+            finally:
+                await conn.close()
+        note = stored.note
+        if args.out:
+            Path(args.out).write_text(note, encoding="utf-8")
+            print(f"signed checkpoint of {stored.tree_size} events written to {args.out}")
+        else:
+            print(note, end="")
+        return 0
 
     return asyncio.run(run())
 
@@ -219,7 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("migrate", "apply pending schema migrations as the database owner", cmd_migrate)
     add("demo", "load a small demo market; running it again changes nothing", cmd_demo)
-    p = add("verify", "recompute the event log's hash chain; exit 1 naming the first bad position", cmd_verify)
+    p = add("verify", "recompute the event log's hash chain (or, with --export, check an exported log against "
+                      "signed checkpoints without a database); exit 1 naming the first bad position", cmd_verify)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from registry.audit.offline import add_arguments as add_offline_arguments
+
+    add_offline_arguments(p)
+
+    p = add("export", "export the event log as JSON Lines (canonical bytes, hashes) for offline verification",
+            cmd_export)
+    p.add_argument("what", choices=["log"], help="what to export")
+    p.add_argument("--out", type=Path, required=True, help="file to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = add("token", "issue a signed bearer token for local use, or print the public key that checks them",
@@ -229,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="operator (运营机构), enterprise (挂牌企业), investor (投资者), regulator (监管机构)")
     p.add_argument("--subject", help="operator user id, the enterprise's USCC, or the investor id")
     p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
+
+    p = add("checkpoint", "sign the log's current tree head (C2SP signed note), or print the verifier key",
+            cmd_checkpoint)
+    p.add_argument("action", choices=["sign", "public-key"])
+    p.add_argument("--out", type=Path, help="write the signed note to this file (default: print it)")
 
     p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
     p.add_argument("target", choices=["eventlog", "transfers"],

@@ -23,6 +23,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Password set on the application role by `registry migrate` (external servers)."""
     token_key: str | None = None
     """PEM Ed25519 private key signing bearer tokens; unset: generated in the data folder."""
+    checkpoint_key: str | None = None
+    """PEM Ed25519 private key signing tree heads (checkpoints); unset: generated in the data folder."""
+    checkpoint_interval_seconds: float = 60.0
+    """How often a grown log gets a new signed checkpoint."""
     market_name: str = "Tianjin OTC 天津滨海柜台交易市场"
     market_origin: str = "registry.tjotc.example/log"
     province_prefix: str = "12"

@@ -31,7 +31,8 @@ class Dsns:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings(migrations_path=REPO / "migrations", data_dir=Path("/nonexistent"), token_key=TEST_KEY_PEM)
+    return Settings(migrations_path=REPO / "migrations", data_dir=Path("/nonexistent"), token_key=TEST_KEY_PEM,
+                    checkpoint_key=TEST_KEY_PEM)
 
 
 @pytest.fixture(scope="session")

@@ -170,3 +170,20 @@ def test_verify_exits_non_zero_naming_the_first_altered_position(data_dir: Path)
     result = registry("verify", "--quiet", data_dir=data_dir, check=False)
     assert result.returncode == 1
     assert "position 7" in result.stderr and "actor" in result.stderr
+
+
+def test_a_regulator_verifies_an_exported_log_offline_against_a_signed_checkpoint(data_dir: Path) -> None:
+    registry("demo", data_dir=data_dir)
+    out = data_dir.parent
+    registry("export", "log", "--out", str(out / "log.jsonl"), "-q", data_dir=data_dir)
+    registry("checkpoint", "sign", "--out", str(out / "checkpoint.txt"), data_dir=data_dir)
+    (out / "key.txt").write_text(registry("checkpoint", "public-key", data_dir=data_dir).stdout)
+    offline = ["verify", "--export", str(out / "log.jsonl"), "--checkpoint", str(out / "checkpoint.txt"),
+               "--key", str(out / "key.txt")]
+    assert registry(*offline, data_dir=data_dir).returncode == 0
+    lines = (out / "log.jsonl").read_text().splitlines()
+    lines[9] = lines[9].replace('demo-loader', 'demo-loaded', 1)  # one byte of the hashed bytes
+    assert 'demo-loaded' in lines[9]
+    (out / "log.jsonl").write_text("\n".join(lines) + "\n")
+    tampered = registry(*offline, data_dir=data_dir, check=False)
+    assert tampered.returncode == 1 and "position 9" in (tampered.stdout + tampered.stderr)
