@@ -248,6 +248,10 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "audit":
+        from registry.bench.audit import main as bench_audit
+
+        return bench_audit(args)
     if args.target == "transfers":
         from registry.bench.transfers import main as bench_transfers
 
@@ -306,12 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the signed note to this file (default: print it)")
 
     p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
-    p.add_argument("target", choices=["eventlog", "transfers"],
-                   help="eventlog: appends vs pgbench; transfers: validated transfers over HTTP vs the trivial endpoint")
+    p.add_argument("target", choices=["eventlog", "transfers", "audit"],
+                   help="eventlog: appends vs pgbench; transfers: validated transfers over HTTP vs the trivial "
+                        "endpoint; audit: proofs, verification vs raw hashing, live-tail lag")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")
     p.add_argument("--writers", default="1,16,64", help="eventlog: concurrent writers for the service path")
     p.add_argument("--clients", default="32,128", help="transfers: concurrent HTTP clients")
-    p.add_argument("--events", type=int, default=1_000_000, help="transfers: events in the log before measuring")
+    p.add_argument("--events", type=int, default=1_000_000,
+                   help="transfers, audit: events in the log before measuring")
     p.add_argument("--holders", type=int, default=10_000, help="transfers: qualified holders in the market")
     return parser
 

@@ -216,8 +216,8 @@ async def load(port: int, clients: int, seconds: float, make_request, name: str)
     elapsed = time.perf_counter() - started
     latencies.sort()
     return Round(name=name, clients=clients, requests=len(latencies), seconds=elapsed,
-                 rate=len(latencies) / elapsed, p50_ms=_percentile(latencies, 0.50) * 1000,
-                 p99_ms=_percentile(latencies, 0.99) * 1000, statuses=dict(statuses))
+                 rate=len(latencies) / elapsed, p50_ms=_percentile(latencies, 50) * 1000,
+                 p99_ms=_percentile(latencies, 99) * 1000, statuses=dict(statuses))
 
 
 def _free_port() -> int:
