@@ -31,6 +31,7 @@ from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
+from registry.valuation.api import PortfolioValuationController, SeriesValuationController, ValuationController
 from registry.warrants.service import expire_due
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ CONTROLLERS = [
     ApprovalController, CalendarController, ThresholdController,
     WarrantSeriesController, EnterpriseWarrantController, PositionController,
     AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
+    SeriesValuationController, ValuationController, PortfolioValuationController,
 ]
 
 

@@ -227,6 +227,12 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_valuation(args: argparse.Namespace) -> int:
+    from registry.valuation.cli import main as valuation_main
+
+    return valuation_main(args)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -248,6 +254,11 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.target == "valuation":
+        from registry.valuation.bench import main as bench_valuation
+
+        bench_valuation()
+        return 0
     if args.target == "audit":
         from registry.bench.audit import main as bench_audit
 
@@ -309,8 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["sign", "public-key"])
     p.add_argument("--out", type=Path, help="write the signed note to this file (default: print it)")
 
+    p = add("valuation", "recompute a past valuation from the inputs stored in the log; exit 1 if any figure "
+                         "differs", cmd_valuation)
+    from registry.valuation.cli import add_arguments as valuation_arguments
+
+    valuation_arguments(p)
+
     p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
-    p.add_argument("target", choices=["eventlog", "transfers", "audit"],
+    p.add_argument("target", choices=["eventlog", "transfers", "audit", "valuation"],
                    help="eventlog: appends vs pgbench; transfers: validated transfers over HTTP vs the trivial "
                         "endpoint; audit: proofs, verification vs raw hashing, live-tail lag")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")

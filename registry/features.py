@@ -5,3 +5,4 @@ from registry.approvals import service as approvals  # noqa: F401
 from registry.calendar import service as calendar  # noqa: F401
 from registry.parties import service as parties  # noqa: F401
 from registry.warrants import service as warrants  # noqa: F401
+from registry.valuation import service as valuation  # noqa: F401

@@ -39,6 +39,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     holding_interval_t_plus_allowed: bool = True
     """Whether the opposite trade may happen on the 5th trading day itself (T+5) or only after."""
     expiry_sweep_seconds: float = 60.0
+    valuation_stale_after_days: int = 90
+    """Positions whose latest valuation is older than this are flagged stale."""
     pool_min_size: int = 2
     pool_max_size: int = 10
     max_batch: int = 256
