@@ -196,7 +196,11 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
         steps.update()
 
         series = await _load_warrants(loader, db, accounts)
+        from registry.listing.service import load_listing_demo
+
+        listing = await load_listing_demo(db, settings, usccs=[_uscc(d, b) for d, b, *_ in ENTERPRISES])
         steps.close()
     return (f"demo market: {loader.applied} commands applied, {loader.replayed} already present "
             f"({len(ENTERPRISES)} enterprises, {len(INVESTORS)} investors, {len(accounts) + 1} accounts, "
-            f"1 calendar publication awaiting a second operator, warrant series {', '.join(series)})")
+            f"1 calendar publication awaiting a second operator, warrant series {', '.join(series)}); "
+            f"listing pipeline: {listing}")
