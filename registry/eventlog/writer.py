@@ -201,8 +201,10 @@ class Writer:
         """Run `handler` as one atomic command and return once it is committed.
 
         `streams` names streams the handler will touch, so their versions are read in one
-        query for the whole batch; `expects` holds versions the client says it read; `savepoint=False` is for handlers that write nothing but
-        events (their refusals happen before any SQL write, so no savepoint is needed).
+        query for the whole batch; `expects` holds versions the client says it read (If-Match).
+        `savepoint=False` is for handlers whose refusals all happen before their first write:
+        they need no savepoint, and a database error in one isolates it by re-running the batch's
+        commands one per transaction.
         """
         if self._task is None:
             raise RuntimeError("the writer is not running")
