@@ -31,6 +31,7 @@ from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
+from registry.exports.api import EnterpriseExportController, RegistrationRecordController
 from registry.listing.api import EnterpriseListingController, ListingController, RulebookController
 from registry.valuation.api import PortfolioValuationController, SeriesValuationController, ValuationController
 from registry.warrants.service import expire_due
@@ -44,6 +45,7 @@ CONTROLLERS = [
     AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
     SeriesValuationController, ValuationController, PortfolioValuationController,
     EnterpriseListingController, RulebookController, ListingController,
+    EnterpriseExportController, RegistrationRecordController,
 ]
 
 
