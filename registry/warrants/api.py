@@ -14,6 +14,7 @@ from registry.access.policy import READ_ALL, allow, ensure_own, identity_of
 from registry.access.tokens import Role
 from registry.approvals import domain as approvals_domain
 from registry.approvals import service as approvals
+from registry.clock import business_date
 from registry.errors import Forbidden
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
@@ -232,5 +233,7 @@ class PositionController(Controller):
         ensure_own(identity_of(request), Role.investor, investor_id)
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
-            items = await service.positions(conn, investor_id, after=after, limit=n)
+            items = await service.positions(conn, investor_id, after=after, limit=n,
+                                            today=business_date(state.db.writer.clock()),
+                                            stale_after_days=state.settings.valuation_stale_after_days)
         return page(items, n, lambda p: f"{p.code}/{p.account_id}")

@@ -509,16 +509,26 @@ class Position(msgspec.Struct, kw_only=True, frozen=True):
     entitlement_per_unit: Decimal
     series_status: str
     rights_confirmed: bool
+    value_per_unit: Decimal | None = None
+    """The series' latest valuation (None: never valued)."""
+    valuation_date: dt.date | None = None
+    valuation_stale: bool | None = None
+    """True when the latest valuation is older than the market's setting."""
 
 
-async def positions(conn: asyncpg.Connection, investor_id: str, *, after: str | None, limit: int) -> list[Position]:
+async def positions(conn: asyncpg.Connection, investor_id: str, *, after: str | None, limit: int,
+                    today: dt.date, stale_after_days: int) -> list[Position]:
     rows = await conn.fetch(
         "SELECT h.series_code AS code, s.name AS series_name, h.account_id, h.available, h.pledged, h.frozen, "
         "h.available + h.pledged + h.frozen AS total, h.cost_fen, s.entitlement_per_unit, s.status AS series_status, "
-        "h.confirmed_at IS NOT NULL AS rights_confirmed FROM holding h JOIN warrant_series s ON s.code = h.series_code "
+        "h.confirmed_at IS NOT NULL AS rights_confirmed, v.value_per_unit, v.valuation_date, "
+        "CASE WHEN v.valuation_date IS NULL THEN NULL ELSE v.valuation_date < $4::date - $5::int END "
+        "AS valuation_stale FROM holding h JOIN warrant_series s ON s.code = h.series_code "
+        "LEFT JOIN LATERAL (SELECT value_per_unit, valuation_date FROM valuation WHERE series_code = h.series_code "
+        "ORDER BY valuation_date DESC, last_position DESC LIMIT 1) v ON true "
         "WHERE h.investor_id = $1 AND h.available + h.pledged + h.frozen > 0 "
         "AND h.series_code || '/' || h.account_id > $2 ORDER BY h.series_code, h.account_id LIMIT $3",
-        investor_id, after or "", limit)
+        investor_id, after or "", limit, today, stale_after_days)
     return [msgspec.convert(dict(r), Position) for r in rows]
 
 

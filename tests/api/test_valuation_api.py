@@ -243,6 +243,11 @@ async def test_a_portfolio_flags_a_valuation_older_than_ninety_days_as_stale(
     [line] = report["positions"]
     assert (line["age_days"], line["stale"], report["stale_positions"]) == (100, True, 1)
     assert line["value"] is not None
+    [position] = (await ok(await client.get(f"/investors/{market['bank']}/positions", headers=REGULATOR)))["items"]
+    assert (position["valuation_stale"], position["value_per_unit"]) == (True, line["value_per_unit"])
+    travel(db, days=0)
+    [fresh] = (await ok(await client.get(f"/investors/{market['bank']}/positions", headers=REGULATOR)))["items"]
+    assert fresh["valuation_stale"] is False and fresh["valuation_date"] == line["valuation_date"]
 
 
 async def test_another_investors_portfolio_is_forbidden(client: httpx.AsyncClient, market) -> None:
