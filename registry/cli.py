@@ -257,7 +257,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.target == "valuation":
         from registry.valuation.bench import main as bench_valuation
 
-        bench_valuation()
+        bench_valuation(args.seconds)
         return 0
     if args.target == "audit":
         from registry.bench.audit import main as bench_audit

@@ -98,6 +98,8 @@ async def measure(events: int, samples: int, base: Path) -> dict:
         async with Database(server.dsn(APP_ROLE, DATABASE), settings) as db:
             say(f"filling the log with {events:,} events ...")
             await prefill(db, events)
+            await asyncio.to_thread(server.psql, "VACUUM (ANALYZE)")
+            await asyncio.to_thread(server.psql, "CHECKPOINT")
             async with db.connection() as conn:
                 t = time.perf_counter()
                 size = await store.extend(conn)

@@ -274,6 +274,9 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
                 have = await conn.fetchval("SELECT count(*) FROM event")
             await prefill(db, max(0, events - have))
         investors = market.pop("_investors")
+        say("VACUUM ANALYZE and CHECKPOINT, so autovacuum of the fresh million rows does not run during the rounds")
+        server.psql("VACUUM (ANALYZE)")
+        server.psql("CHECKPOINT")
 
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -109,8 +109,9 @@ def run(seconds: float = 3.0) -> dict:
     return result
 
 
-def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+def main(seconds: float | None = None) -> None:
+    if seconds is None:
+        seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     r = run(seconds)
     rows = [
         ("registry price() (value, delta, vega, DLOM)", r["price_per_second"]),
