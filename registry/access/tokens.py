@@ -39,15 +39,21 @@ class Identity(msgspec.Struct, kw_only=True, frozen=True):
     role: Role
 
 
-def load_or_create_key(data_dir: Path, pem: str | None = None) -> Ed25519PrivateKey:
+def load_or_create_key(data_dir: Path, pem: str | None = None, *,
+                       filename: str = "token-signing-ed25519.pem") -> Ed25519PrivateKey:
+    """An Ed25519 signing key: from `pem` (a setting) or `<data_dir>/keys/<filename>`, generated there
+    (mode 0600) on first use. Token and checkpoint keys both come from here."""
     if pem:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("REGISTRY_TOKEN_KEY must be an Ed25519 private key")
+            raise ValueError("the configured key must be an Ed25519 private key")
         return key
-    path = data_dir / "keys" / "token-signing-ed25519.pem"
+    path = data_dir / "keys" / filename
     if path.exists():
-        return serialization.load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from registry.access import tokens
 
 ED25519 = 0x01
 """Signature type byte of Ed25519 in signed notes."""
@@ -131,27 +132,8 @@ class CheckpointSigner:
 
 
 def load_or_create_key(data_dir: Path, pem: str | None = None) -> Ed25519PrivateKey:
-    """The checkpoint signing key: from `pem` (a setting) or `<data_dir>/keys/checkpoint-ed25519.pem`,
-    generated there (mode 0600) on first use."""
-    if pem:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("the checkpoint key must be an Ed25519 private key")
-        return key
-    path = data_dir / KEY_FILE
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    raw = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(raw)
-    return key
+    """The checkpoint signing key: from `pem` (a setting) or `<data_dir>/keys/checkpoint-ed25519.pem`."""
+    return tokens.load_or_create_key(data_dir, pem, filename=Path(KEY_FILE).name)
 
 
 # -- opening notes and checkpoints ----------------------------------------------------------------
