@@ -79,7 +79,7 @@ class _Loader:
 
 async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> list[str]:
     """A bank-loan warrant series issued ten trading days ago: pledged, transferred, partly exercised."""
-    from registry.calendar.seed import load_seed
+    from registry.calendar.service import publish_weekdays_through
     from registry.warrants import service as warrant_service
     from registry.warrants.domain import BalanceChange, Exercise, Transfer, TransferMode
 
@@ -90,7 +90,13 @@ async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> 
     await loader.run("RegisterShares", {"uscc": target, **msgspec.to_builtins(shares)},
                      warrant_service.register_shares(target, shares))
     today = dt.date.today()
-    issued_on = load_seed().add_trading_days(today, -10) if today <= load_seed().last_day else today
+    # On a date the known calendar does not reach, the demo publishes weekdays (a real market
+    # publishes the holiday notice); otherwise next year's request above stays in the queue.
+    calendar = await publish_weekdays_through(
+        db.writer, today + dt.timedelta(days=30), reason="演示数据",
+        requester=EventMeta(actor="op-zhang", role="operator", command="RequestApproval"),
+        approver=EventMeta(actor="op-li", role="operator", command="ApproveRequest"))
+    issued_on = calendar.add_trading_days(today, -10)
     terms = {"target_uscc": target, "name": "滨海生物2026年认股权（天津银行科创贷配套）", "underlying": "shares",
              "entitlement_per_unit": "1", "exercise_price_per_unit": "6.80", "valid_from": issued_on.isoformat(),
              "valid_until": (issued_on + dt.timedelta(days=3 * 365)).isoformat(),

@@ -17,7 +17,7 @@ from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
 from registry.settings import Settings
-from support import TEST_KEY_PEM
+from support import TEST_KEY_PEM, pin_clock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,6 +67,7 @@ async def dsns(pg_server: EmbeddedPostgres) -> AsyncIterator[Dsns]:
 @pytest.fixture
 async def db(dsns: Dsns, settings: Settings) -> AsyncIterator[Database]:
     async with Database(dsns.app, settings) as database:
+        pin_clock(database)
         yield database
 
 

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+TEST_TODAY = dt.date(2026, 11, 26)
+"""The business date API and integration tests run on, whatever the wall clock says: a Thursday
+inside the seeded trading calendar, with trading days after it to move forward into."""
+
+
+def pin_clock(database, day: dt.date = TEST_TODAY) -> None:
+    """Make a Database's writer record commands at 10:00 (Asia/Shanghai) on `day`."""
+    moment = dt.datetime.combine(day, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
+    database.writer.clock = lambda: moment.astimezone(dt.timezone.utc)
+
 
 # -- identities -----------------------------------------------------------------------------
 

@@ -34,9 +34,7 @@ from registry.approvals import domain as approvals_domain
 from registry.approvals import service as approvals
 from registry.bench.eventlog import CHAIN, _destroy, _percentile, _prepare_scripts, _SETUP_SQL, PGBENCH_DATABASE, \
     run_pgbench
-from registry.calendar.domain import CalendarEdit, weekdays_except
-from registry.calendar.seed import load_seed
-from registry.calendar.service import ensure_seeded, load_calendar
+from registry.calendar.service import ensure_seeded, publish_weekdays_through
 from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
@@ -90,18 +88,9 @@ async def build_market(db: Database, holders: int, settings: Settings) -> dict[s
     ten trading days ago so the 5-trading-day interval does not refuse the first sales."""
     await ensure_seeded(db.writer)
     today = dt.date.today()
-    async with db.connection() as conn:
-        calendar = await load_calendar(conn)
-    if (calendar.last_day - today).days < 30:  # publish next year's days, through four-eyes
-        year = calendar.last_day.year + 1
-        edit = CalendarEdit(first_day=dt.date(year, 1, 1), last_day=dt.date(year, 12, 31),
-                            trading_days=weekdays_except(dt.date(year, 1, 1), dt.date(year, 12, 31)),
-                            reason="bench: weekdays of next year")
-        request = approvals_domain.RequestApproval(action="calendar.publish", payload=msgspec.to_builtins(edit),
-                                                   reason="bench")
-        approval = (await db.writer.execute(approvals.request_approval(request), OP1)).response["approval_id"]
-        await db.writer.execute(approvals.approve(approval, approvals_domain.Decide()), OP2)
-    issued_on = load_seed().add_trading_days(today, -10)
+    calendar = await publish_weekdays_through(db.writer, today + dt.timedelta(days=30), requester=OP1,
+                                              approver=OP2, reason="bench")
+    issued_on = calendar.add_trading_days(today, -10)
     moment = dt.datetime.combine(issued_on, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
     db.writer.clock = lambda: moment.astimezone(dt.timezone.utc)
     try:

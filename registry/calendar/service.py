@@ -106,6 +106,30 @@ async def publish(ctx: WriteContext, edit: CalendarEdit, approval_id: str) -> di
     return {"first_day": updated.first_day.isoformat(), "last_day": updated.last_day.isoformat()}
 
 
+async def publish_weekdays_through(writer: Writer, day: dt.date, *, requester: EventMeta, approver: EventMeta,
+                                   reason: str) -> TradingCalendar:
+    """Extend the known calendar year by year (weekdays only) until it covers `day`, each year
+    requested by one operator and approved by another. For the demo and the benches, which
+    must run on any date; a real market publishes the holiday notice instead."""
+    from registry.approvals import domain as approvals_domain
+    from registry.approvals import service as approvals
+
+    while True:
+        async with writer._pool.acquire() as conn:
+            calendar = await load_calendar(conn)
+        if calendar.last_day >= day:
+            return calendar
+        year = calendar.last_day.year + 1
+        first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+        from registry.calendar.domain import weekdays_except
+        edit = CalendarEdit(first_day=first, last_day=last, trading_days=weekdays_except(first, last),
+                            reason=f"{reason}: weekdays of {year}")
+        request = approvals_domain.RequestApproval(action="calendar.publish", payload=msgspec.to_builtins(edit),
+                                                   reason=reason)
+        approval = (await writer.execute(approvals.request_approval(request), requester)).response["approval_id"]
+        await writer.execute(approvals.approve(approval, approvals_domain.Decide(reason=reason)), approver)
+
+
 def answer(fn: Any, *args: Any) -> Any:
     """Calendar arithmetic with its refusals as problems."""
     try:

@@ -7,10 +7,10 @@ import itertools
 
 import httpx
 
-from support import DIGEST, auth, tianjin_uscc
+from support import DIGEST, TEST_TODAY, auth, tianjin_uscc
 
 _keys = itertools.count()
-TODAY = dt.date.today()
+TODAY = TEST_TODAY
 TARGET = tianjin_uscc(77)
 REGULATOR = auth("regulator", "csrc-1")
 

@@ -21,12 +21,12 @@ from registry.parties import service as party_service
 from registry.parties.qualification import QualificationCategory
 from registry.valuation import cli, service
 from registry.valuation.models import InputSources, UnderlyingBasis
-from support import DIGEST, tianjin_uscc
+from support import DIGEST, TEST_TODAY, pin_clock, tianjin_uscc
 
 OPERATOR = EventMeta(actor="op-1", role="operator", command="test")
 SECOND = EventMeta(actor="op-2", role="operator", command="test")
 TARGET = tianjin_uscc(601)
-TODAY = dt.date.today()
+TODAY = TEST_TODAY
 
 
 async def run(db: Database, handler, meta: EventMeta = OPERATOR):
@@ -69,6 +69,7 @@ async def recorded(dsns, settings, request):
     """Record one valuation, then close the Database: what follows starts from a cold process state."""
     style, dlom = request.param
     async with Database(dsns.app, settings) as db:
+        pin_clock(db)
         code = await registered_series(db)
         response = await run(db, service.record_valuation(code, value_series(style, dlom)))
     return response
@@ -81,6 +82,7 @@ CASES = [("european", None), ("european", "finnerty_2012"), ("american", "chaffe
 async def test_a_valuation_recomputes_byte_for_byte_after_a_restart(dsns, settings, recorded) -> None:
     valuation_id = recorded["valuation_id"]
     async with Database(dsns.app, settings) as db:
+        pin_clock(db)
         async with db.connection() as conn:
             raw = bytes(await conn.fetchval("SELECT canonical FROM event WHERE position = $1",
                                             int(valuation_id[1:])))

@@ -26,7 +26,7 @@ from registry.parties import service as party_service
 from registry.parties.qualification import QualificationCategory
 from registry.warrants import domain, service
 from registry.warrants.domain import HolderCapBasis
-from support import DIGEST, tianjin_uscc
+from support import DIGEST, TEST_TODAY, pin_clock, tianjin_uscc
 
 OPERATOR = EventMeta(actor="op-1", role="operator", command="test")
 SECOND = EventMeta(actor="op-2", role="operator", command="test")
@@ -44,6 +44,7 @@ async def market(dsns, settings):
     """One target and five qualified investors with accounts; the holding interval off (tested elsewhere)."""
     relaxed = msgspec.structs.replace(settings, holding_interval_trading_days=0)
     async with Database(dsns.app, relaxed) as db:
+        pin_clock(db)
         await ensure_seeded(db.writer)
         await run(db, party_service.register_enterprise(parties.RegisterEnterprise(
             uscc=TARGET, name="天津样本科技股份有限公司", legal_form=parties.LegalForm.joint_stock,
@@ -63,7 +64,7 @@ async def market(dsns, settings):
 
 
 async def new_series(db: Database, accounts: list[str], units: int, max_holders: int = 200) -> str:
-    today = dt.date.today()
+    today = TEST_TODAY
     terms = {"target_uscc": TARGET, "name": f"样本认股权{next(_series)}", "underlying": "shares",
              "entitlement_per_unit": "1.5", "exercise_price_per_unit": "3.00",
              "valid_from": (today - dt.timedelta(days=1)).isoformat(),
