@@ -233,6 +233,35 @@ def cmd_valuation(args: argparse.Namespace) -> int:
     return valuation_main(args)
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    import asyncpg
+    from tqdm import tqdm
+
+    from registry.eventlog.rebuild import rebuild
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        with _database(settings) as dsns:
+            conn = await asyncpg.connect(dsns.app)
+            try:
+                total = await conn.fetchval("SELECT count(*) FROM event")
+                with tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=args.quiet) as bar:
+                    report = await rebuild(conn, apply=args.apply, progress=bar.update)
+            finally:
+                await conn.close()
+        for d in report.differences:
+            print(f"{d.table}: {d.only_before} row(s) only in the projection, {d.only_rebuilt} only in the replay")
+        if report.identical:
+            print(f"OK: replaying {report.events} events reproduces all {report.tables} projection tables exactly")
+            return 0
+        print("projections rebuilt from the log" if report.applied else
+              "projections differ from the log (nothing changed; --apply rebuilds them)")
+        return 0 if report.applied else 1
+
+    return asyncio.run(run())
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -314,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="operator (运营机构), enterprise (挂牌企业), investor (投资者), regulator (监管机构)")
     p.add_argument("--subject", help="operator user id, the enterprise's USCC, or the investor id")
     p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
+
+    p = add("rebuild", "replay the whole log into empty projections and compare (exit 1 if they differ); "
+                       "--apply keeps the rebuilt ones", cmd_rebuild)
+    p.add_argument("--apply", action="store_true", help="keep the rebuilt projections")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = add("checkpoint", "sign the log's current tree head (C2SP signed note), or print the verifier key",
             cmd_checkpoint)
