@@ -242,7 +242,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> int:
-        with _database(settings) as dsns:
+        with _database(settings, migrate=False) as dsns:
             conn = await asyncpg.connect(dsns.app)
             try:
                 total = await conn.fetchval("SELECT count(*) FROM event")
