@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from enum import StrEnum
 from pathlib import Path
 
@@ -65,9 +66,14 @@ def load_or_create_key(data_dir: Path, pem: str | None = None, *,
 
 
 class TokenService:
+    VERIFIED_CACHE_SIZE = 10_000
+
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
         self.public_key: Ed25519PublicKey = key.public_key()
+        # A client sends the same token with every request: its signature is checked once, and
+        # the identity reused until the token expires (the exact bytes are the key).
+        self._verified: dict[str, tuple[Identity, float]] = {}
 
     def issue(self, subject: str, role: Role, *, ttl: dt.timedelta = dt.timedelta(hours=8),
               now: dt.datetime | None = None) -> str:
@@ -77,6 +83,12 @@ class TokenService:
 
     def verify(self, token: str) -> Identity:
         """The identity in a valid token; any defect is the same 401 (no hint which)."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            identity, expires = cached
+            if time.time() < expires:
+                return identity
+            del self._verified[token]
         try:
             claims = jwt.decode(token, self.public_key, algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "iat", "sub", "iss"]})
@@ -87,4 +99,8 @@ class TokenService:
         role = claims.get("role")
         if role not in Role.__members__ or not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise Unauthenticated("the token names no valid role and subject")
-        return Identity(subject=claims["sub"], role=Role(role))
+        identity = Identity(subject=claims["sub"], role=Role(role))
+        if len(self._verified) >= self.VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (identity, float(claims["exp"]))
+        return identity

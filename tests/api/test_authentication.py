@@ -46,3 +46,13 @@ async def test_bad_tokens_are_401(client: httpx.AsyncClient, make) -> None:
 async def test_a_valid_token_is_accepted(client: httpx.AsyncClient) -> None:
     r = await client.get("/enterprises", headers=bearer(TOKENS.issue("op-1", Role.operator)))
     assert r.status_code == 200 and r.json() == {"items": [], "next": None}
+
+
+async def test_a_token_accepted_once_is_refused_after_it_expires(client: httpx.AsyncClient) -> None:
+    import time
+    token = TOKENS.issue("op-1", Role.operator, ttl=dt.timedelta(seconds=2))
+    assert (await client.get("/enterprises", headers=bearer(token))).status_code == 200
+    assert (await client.get("/enterprises", headers=bearer(token))).status_code == 200  # from the cache
+    time.sleep(2.1)
+    r = await client.get("/enterprises", headers=bearer(token))
+    assert r.status_code == 401 and r.json()["code"] == "auth.unauthenticated"
