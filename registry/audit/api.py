@@ -21,7 +21,7 @@ from registry.audit import store
 from registry.audit.checkpoint import CheckpointSigner
 from registry.errors import InternalError
 from registry.http.commands import run_command
-from registry.http.pagination import Page, clamp_limit, page, position_cursor
+from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
 
 EVERYONE = tuple(Role)
 
@@ -114,7 +114,7 @@ class AuditController(Controller):
          opt=allow(*READ_ALL))
     async def tree_head(
         self, state: State,
-        size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)")] = None,
+        size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> TreeHead:
         async with state.db.connection() as conn:
             head = await store.tree_head(conn, size)
@@ -124,8 +124,8 @@ class AuditController(Controller):
          opt=allow(*READ_ALL))
     async def inclusion_proof(
         self, state: State,
-        position: Annotated[int, QueryParameter(description="log position of the event")],
-        size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)")] = None,
+        position: Annotated[int, QueryParameter(description="log position of the event", le=MAX_POSITION)],
+        size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> InclusionProof:
         async with state.db.connection() as conn:
             p = await store.inclusion_proof(conn, position, size)
@@ -136,8 +136,8 @@ class AuditController(Controller):
          opt=allow(*READ_ALL))
     async def consistency_proof(
         self, state: State,
-        old: Annotated[int, QueryParameter(description="the older tree size (at least 1)")],
-        new: Annotated[int | None, QueryParameter(description="the newer tree size (default: the whole log)")] = None,
+        old: Annotated[int, QueryParameter(description="the older tree size (at least 1)", le=MAX_POSITION)],
+        new: Annotated[int | None, QueryParameter(description="the newer tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> ConsistencyProof:
         async with state.db.connection() as conn:
             p = await store.consistency_proof(conn, old, new)
@@ -148,9 +148,9 @@ class AuditController(Controller):
          opt=allow(*READ_ALL))
     async def integrity(
         self, state: State,
-        start: Annotated[int, QueryParameter(name="from", description="first position checked")] = 0,
+        start: Annotated[int, QueryParameter(name="from", description="first position checked", le=MAX_POSITION)] = 0,
         to: Annotated[int | None, QueryParameter(description="end (exclusive) = the tree size whose root is "
-                                                             "checked; default: the whole log")] = None,
+                                                             "checked; default: the whole log", le=MAX_POSITION)] = None,
     ) -> Integrity:
         async with state.db.connection() as conn:
             r = await store.integrity(conn, start, to, state.get("checkpoint_signer"))

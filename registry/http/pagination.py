@@ -10,6 +10,8 @@ from registry.errors import BadRequest
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 100
+MAX_POSITION = 2**63 - 1
+"""Log positions and tree sizes are PostgreSQL bigints; larger numbers are refused as bad requests."""
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
@@ -34,7 +36,7 @@ def position_cursor(after: str | None) -> int | None:
         value = int(after)
     except ValueError:
         raise BadRequest("after must be a cursor returned as `next` by a previous page", after=after) from None
-    if value < -1:
+    if not -1 <= value <= MAX_POSITION:
         raise BadRequest("after must be a cursor returned as `next` by a previous page", after=after)
     return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
@@ -81,6 +82,12 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
     return problem(status, code, exc.detail or "Request refused", exc.detail or "", request)
 
 
+def out_of_range_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """A number too large for the database (e.g. a position past 2^63) is the request's fault, not ours."""
+    return problem(400, "request.value_out_of_range", "A value is out of range",
+                   "a number in the request is too large or too small to be stored or compared", request)
+
+
 def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unexpected error")
     return problem(500, "internal.error", "The service failed to carry out the request",
@@ -107,6 +114,8 @@ def _jsonable(value: Any) -> Any:
 
 EXCEPTION_HANDLERS = {
     errors.RegistryError: registry_error_handler,
+    OverflowError: out_of_range_handler,
+    asyncpg.DataError: out_of_range_handler,
     HTTPException: http_exception_handler,
     Exception: unexpected_error_handler,
 }

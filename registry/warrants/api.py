@@ -19,14 +19,15 @@ from registry.errors import Forbidden
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
 from registry.http.commands import run_command
-from registry.http.pagination import Page, clamp_limit, page, position_cursor
+from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
 from registry.warrants import domain, service
 from registry.warrants.service import CapTable, HolderRegister, Position, SeriesView
 
 After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
 Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
 AsOf = Annotated[dt.date | None, QueryParameter(description="business date (Asia/Shanghai): state at its end")]
-AtPosition = Annotated[int | None, QueryParameter(description="log position: state just after it")]
+AtPosition = Annotated[int | None, QueryParameter(description="log position: state just after it", ge=-1,
+                                                  le=MAX_POSITION)]
 
 
 class Proposal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -100,3 +100,13 @@ async def test_a_write_reports_the_log_position_it_produced(client: httpx.AsyncC
     assert events[0]["type"] == "enterprise.registered"
     assert events[0]["meta"] == {"actor": "op-1", "role": "operator", "command": "RegisterEnterprise",
                                  "request_id": r.headers["x-request-id"], "idempotency_key": "k1"}
+
+
+@pytest.mark.parametrize("path", [
+    "/events?after=99999999999999999999",
+    "/audit/tree-head?size=99999999999999999999",
+    f"/enterprises/{tianjin_uscc(1)}/cap-table?at_position=99999999999999999999",
+])
+async def test_numbers_beyond_the_databases_range_are_400_not_500(client: httpx.AsyncClient, path: str) -> None:
+    r = await client.get(path, headers=auth("regulator", "r"))
+    assert r.status_code == 400, r.text
