@@ -187,3 +187,30 @@ def test_a_regulator_verifies_an_exported_log_offline_against_a_signed_checkpoin
     (out / "log.jsonl").write_text("\n".join(lines) + "\n")
     tampered = registry(*offline, data_dir=data_dir, check=False)
     assert tampered.returncode == 1 and "position 9" in (tampered.stdout + tampered.stderr)
+
+
+def test_serve_on_an_external_database_migrates_as_the_owner_and_leaves_that_server_running(dsns, pg_server) -> None:
+    port = free_port()
+    keys = Path(tempfile.mkdtemp(prefix="registry-e2e-keys-"))
+    env = {**_env(), "DATABASE_URL": dsns.app, "DATABASE_OWNER_URL": dsns.owner, "REGISTRY_DATA_DIR": str(keys)}
+    proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+        assert ready.json()["status"] == "ready"
+        assert (keys / "keys" / "token-signing-ed25519.pem").exists()  # no embedded cluster in the data folder
+        assert not (keys / "pg").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        shutil.rmtree(keys, ignore_errors=True)
+    assert pg_server.running_pid() is not None  # an external server is not ours to stop
