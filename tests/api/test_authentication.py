@@ -34,7 +34,7 @@ def tampered() -> str:
     lambda: jwt.encode({"iss": "registry", "sub": "op-1", "role": "admin", "iat": NOW,
                         "exp": NOW + dt.timedelta(hours=1)}, TEST_KEY, algorithm="EdDSA"),        # unknown role
     lambda: jwt.encode({"iss": "registry", "sub": "op-1", "role": "operator", "iat": NOW,
-                        "exp": NOW + dt.timedelta(hours=1)}, "secret", algorithm="HS256"),        # HMAC, not EdDSA
+                        "exp": NOW + dt.timedelta(hours=1)}, "s" * 32, algorithm="HS256"),       # HMAC, not EdDSA
     lambda: "not-a-token",
 ], ids=["expired", "tampered", "wrong-key", "no-role", "unknown-role", "hs256", "garbage"])
 async def test_bad_tokens_are_401(client: httpx.AsyncClient, make) -> None:
