@@ -31,6 +31,12 @@ async def read_events(conn: asyncpg.Connection, *, after: int | None = None, str
     return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
 
 
+async def stream_version(conn: asyncpg.Connection, stream: str) -> int:
+    """The stream's current version (-1: no events yet) — what a client sends back as If-Match."""
+    version = await conn.fetchval("SELECT max(stream_version) FROM event WHERE stream_id = $1", stream)
+    return -1 if version is None else version
+
+
 async def head(conn: asyncpg.Connection) -> tuple[int, str | None]:
     """(number of events, hash of the last one)."""
     row = await conn.fetchrow("SELECT position, hash FROM event ORDER BY position DESC LIMIT 1")

@@ -35,6 +35,11 @@ def idempotency_key(request: Request) -> str:
     return key
 
 
+def with_etag(content: Any, version: int) -> Response[Any]:
+    """A resource with its stream version as ETag, for a later write's If-Match."""
+    return Response(content, headers={"ETag": f'"{version}"'})
+
+
 def if_match(request: Request) -> int | None:
     """`If-Match: "<version>"` — the version of the resource's stream the client decided on (409 if it moved)."""
     raw = request.headers.get("if-match")
@@ -64,7 +69,10 @@ async def run_command(request: Request, *, command: str, body: Any, handler: Han
                      request_id=request_id_for(request.scope), idempotency_key=key, reason=reason)
     fingerprint = msgspec.to_builtins(body, order="sorted")
     idem = Idempotency.of(f"{identity.role}:{identity.subject}", key, command, fingerprint)
-    expects = {streams[0]: if_match(request)} if streams and if_match(request) is not None else None
+    stated = if_match(request)
+    if stated is not None and not streams:
+        raise BadRequest("If-Match cannot be used on this action", header="If-Match")
+    expects = {streams[0]: stated} if stated is not None else None
     result = await request.app.state.db.writer.execute(handler, meta, idempotency=idem, streams=streams,
                                                        expects=expects, savepoint=savepoint)
     content = dict(result.response) if isinstance(result.response, dict) else {"result": result.response}

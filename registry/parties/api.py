@@ -14,7 +14,8 @@ from registry.access.policy import READ_ALL, allow, ensure_own, identity_of
 from registry.access.tokens import Role
 from registry.clock import business_date
 from registry.errors import Forbidden
-from registry.http.commands import run_command
+from registry.eventlog.store import stream_version
+from registry.http.commands import run_command, with_etag
 from registry.http.pagination import Page, clamp_limit, page
 from registry.parties import domain, service
 from registry.parties.qualification import QualificationThresholds
@@ -44,10 +45,11 @@ class EnterpriseController(Controller):
         return page(items, n, lambda e: e.uscc)
 
     @get("/{uscc:str}", summary="One enterprise", opt=allow(*READ_ALL, own=(Role.enterprise,)))
-    async def one(self, request: Request, state: State, uscc: FromPath[str]) -> EnterpriseView:
+    async def one(self, request: Request, state: State, uscc: FromPath[str]) -> Response[EnterpriseView]:
         ensure_own(identity_of(request), Role.enterprise, uscc)
         async with state.db.connection() as conn:
-            return await service.get_enterprise(conn, uscc)
+            view = await service.get_enterprise(conn, uscc)
+            return with_etag(view, await stream_version(conn, service.enterprise_stream(uscc)))
 
 
 class InvestorController(Controller):
@@ -68,10 +70,11 @@ class InvestorController(Controller):
         return page(items, n, lambda i: i.investor_id)
 
     @get("/{investor_id:str}", summary="One investor", opt=allow(*READ_ALL, own=(Role.investor,)))
-    async def one(self, request: Request, state: State, investor_id: FromPath[str]) -> InvestorView:
+    async def one(self, request: Request, state: State, investor_id: FromPath[str]) -> Response[InvestorView]:
         ensure_own(identity_of(request), Role.investor, investor_id)
         async with state.db.connection() as conn:
-            return await service.get_investor(conn, investor_id)
+            view = await service.get_investor(conn, investor_id)
+            return with_etag(view, await stream_version(conn, service.investor_stream(investor_id)))
 
     @post("/{investor_id:str}/accounts", summary="Open a securities account (开户)",
           opt=allow(Role.operator, writes=True))
@@ -95,7 +98,8 @@ class InvestorController(Controller):
         return await run_command(request, command="GrantQualification",
                                  body={"investor_id": investor_id, **msgspec.to_builtins(data)},
                                  handler=service.grant_qualification(investor_id, data,
-                                                                     request.app.state.settings.qualification_thresholds))
+                                                                     request.app.state.settings.qualification_thresholds),
+                                 streams=[service.investor_stream(investor_id)])
 
     @post("/{investor_id:str}/qualifications/{sequence:int}/revocations", summary="Revoke a qualified-investor status",
           opt=allow(Role.operator, writes=True))
@@ -103,7 +107,8 @@ class InvestorController(Controller):
                      data: JSONBody[domain.RevokeQualification]) -> Response[Any]:
         return await run_command(request, command="RevokeQualification",
                                  body={"investor_id": investor_id, "sequence": sequence, **msgspec.to_builtins(data)},
-                                 handler=service.revoke_qualification(investor_id, sequence, data), reason=data.reason)
+                                 handler=service.revoke_qualification(investor_id, sequence, data), reason=data.reason,
+                                 streams=[service.investor_stream(investor_id)])
 
     @get("/{investor_id:str}/qualifications", summary="Qualified-investor statuses, and whether qualified on a date",
          opt=allow(*READ_ALL, own=(Role.investor,)))
@@ -147,29 +152,33 @@ class AccountController(Controller):
         return page(items, n, lambda a: a.account_id)
 
     @get("/{account_id:str}", summary="One account", opt=allow(*READ_ALL, own=(Role.investor,)))
-    async def one(self, request: Request, state: State, account_id: FromPath[str]) -> AccountView:
+    async def one(self, request: Request, state: State, account_id: FromPath[str]) -> Response[AccountView]:
         async with state.db.connection() as conn:
             await ensure_account_owner(request, conn, account_id)
-            return await service.get_account(conn, account_id)
+            view = await service.get_account(conn, account_id)
+            return with_etag(view, await stream_version(conn, service.account_stream(account_id)))
 
     @post("/{account_id:str}/freezes", summary="Freeze an account (冻结) on a court order or regulator's demand",
           opt=allow(Role.operator, writes=True))
     async def freeze(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.FreezeAccount]) -> Response[Any]:
         return await run_command(request, command="FreezeAccount",
                                  body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.freeze_account(account_id, data), reason=data.reason, status=200)
+                                 handler=service.freeze_account(account_id, data), reason=data.reason, status=200,
+                                 streams=[service.account_stream(account_id)])
 
     @post("/{account_id:str}/thaws", summary="Thaw a frozen account (解冻)", opt=allow(Role.operator, writes=True))
     async def thaw(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.ThawAccount]) -> Response[Any]:
         return await run_command(request, command="ThawAccount",
                                  body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.thaw_account(account_id, data), reason=data.reason, status=200)
+                                 handler=service.thaw_account(account_id, data), reason=data.reason, status=200,
+                                 streams=[service.account_stream(account_id)])
 
     @post("/{account_id:str}/closures", summary="Close an empty account (销户)", opt=allow(Role.operator, writes=True))
     async def close(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.CloseAccount]) -> Response[Any]:
         return await run_command(request, command="CloseAccount",
                                  body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.close_account(account_id, data), reason=data.reason, status=200)
+                                 handler=service.close_account(account_id, data), reason=data.reason, status=200,
+                                 streams=[service.account_stream(account_id)])
 
 
 async def ensure_account_owner(request: Request, conn: Any, account_id: str) -> None:

@@ -18,7 +18,7 @@ from registry.clock import business_date
 from registry.errors import Forbidden
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
-from registry.http.commands import run_command
+from registry.http.commands import run_command, with_etag
 from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
 from registry.warrants import domain, service
 from registry.warrants.service import CapTable, HolderRegister, Position, SeriesView
@@ -78,10 +78,11 @@ class WarrantSeriesController(Controller):
         return page(items, n, lambda s: s.code)
 
     @get("/{code:str}", summary="One series", opt=allow(*READ_ALL, own=(Role.enterprise,)))
-    async def one(self, request: Request, state: State, code: FromPath[str]) -> SeriesView:
+    async def one(self, request: Request, state: State, code: FromPath[str]) -> Response[SeriesView]:
         await _ensure_series_visible(request, code)
         async with state.db.connection() as conn:
-            return await service.get_series(conn, code)
+            view = await service.get_series(conn, code)
+            return with_etag(view, await store.stream_version(conn, service.series_stream(code)))
 
     @get("/{code:str}/register", summary="Holder register (持有人名册) and rights confirmation (确权表), as of a date "
                                         "or log position", opt=allow(*READ_ALL, own=(Role.enterprise,)))

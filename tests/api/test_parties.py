@@ -191,3 +191,21 @@ async def test_a_natural_person_below_the_thresholds_is_refused_with_every_crite
     assert no_figures.status_code == 422 and no_figures.json()["code"] == "qualification.figures_required"
     thresholds = (await client.get("/qualification-thresholds", headers=auth("investor", investor))).json()
     assert thresholds["natural_person_min_financial_assets_fen"] == 50_000_000
+
+
+async def test_an_account_carries_its_version_and_a_write_on_a_stale_one_is_409(client: httpx.AsyncClient) -> None:
+    investor = await new_investor(client)
+    account = (await new_account(client, investor))["account_id"]
+    seen = await client.get(f"/accounts/{account}", headers=auth("operator", "op-1"))
+    assert seen.headers["etag"] == '"0"'
+    freeze = {"basis": "regulator", "document_ref": "监管函", "reason": "冻结"}
+    first = await client.post(f"/accounts/{account}/freezes", json=freeze,
+                              headers={**op(), "If-Match": seen.headers["etag"]})
+    assert first.status_code == 200
+    stale = await client.post(f"/accounts/{account}/thaws", json={"document_ref": "x", "reason": "y"},
+                              headers={**op(), "If-Match": seen.headers["etag"]})
+    assert stale.status_code == 409 and stale.json()["code"] == "eventlog.stream_version_conflict"
+    assert (await client.get(f"/accounts/{account}", headers=auth("operator", "op-1"))).json()["status"] == "frozen"
+    unsupported = await client.post("/investors", headers={**op(), "If-Match": '"0"'},
+                                    json={"kind": "natural_person", "name": "x", "identity_document_digest": DIGEST})
+    assert unsupported.status_code == 400 and unsupported.json()["header"] == "If-Match"
