@@ -30,6 +30,7 @@ from registry.parties.api import AccountController, EnterpriseController, Invest
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
+from registry.web.pages import TEMPLATES, PageController
 from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
 from registry.exports.api import EnterpriseExportController, RegistrationRecordController
 from registry.listing.api import EnterpriseListingController, ListingController, RulebookController
@@ -46,6 +47,7 @@ CONTROLLERS = [
     SeriesValuationController, ValuationController, PortfolioValuationController,
     EnterpriseListingController, RulebookController, ListingController,
     EnterpriseExportController, RegistrationRecordController,
+    PageController,
 ]
 
 
@@ -98,6 +100,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         before_send=[add_request_id_header],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
+        template_config=TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="registry — 区域性股权市场登记系统",
             version="0.1.0",

@@ -17,6 +17,8 @@ from registry.access.tokens import Identity, Role, TokenService
 from registry.errors import Forbidden, Unauthenticated
 
 IDENTITY_SCOPE_KEY = "registry.identity"
+TOKEN_COOKIE = "registry_token"
+"""Pages keep the bearer token in this HttpOnly cookie; it is honoured for GET requests only."""
 PUBLIC = "public"
 OPENAPI_PREFIX = "/schema"
 
@@ -47,6 +49,9 @@ def _token_service(connection: ASGIConnection) -> TokenService:
 
 def authenticate(connection: ASGIConnection) -> Identity:
     header = connection.headers.get("authorization", "")
+    if not header and connection.scope.get("method") == "GET" and connection.cookies.get(TOKEN_COOKIE):
+        # pages: a GET may carry the token in its cookie; a write never does (no cross-site writes)
+        header = f"Bearer {connection.cookies[TOKEN_COOKIE]}"
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("send a bearer token: Authorization: Bearer <token>")

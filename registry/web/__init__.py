@@ -1,0 +1,1 @@
+"""Server-rendered pages for people who do not call the API: holders, enterprises, operators, regulators."""

@@ -1,0 +1,128 @@
+"""The pages: sign in with the same bearer token as the API, then see what your role may see.
+
+The token is kept in an HttpOnly cookie that is honoured only for GET requests, so a page can
+read but a forged cross-site form can never write. Scoping is the API's: the same policies,
+the same services.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, QueryParameter
+from litestar.response import Redirect, Template
+from litestar.template.config import TemplateConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+
+from registry.access.policy import READ_ALL, TOKEN_COOKIE, allow, identity_of, public
+from registry.access.tokens import Role
+from registry.approvals import service as approvals
+from registry.clock import business_date
+from registry.errors import BadRequest, Forbidden, RegistryError, Unauthenticated
+from registry.eventlog import store
+from registry.http.pagination import position_cursor
+from registry.warrants import service as warrants
+
+TEMPLATES = TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine)
+HOME_LINKS = {
+    Role.investor: [("/ui/positions", "我的持仓", "my positions")],
+    Role.operator: [("/ui/approvals", "待复核事项", "awaiting a second approval"),
+                    ("/ui/events", "事件浏览", "event browser")],
+    Role.regulator: [("/ui/events", "事件浏览", "event browser")],
+    Role.enterprise: [],
+}
+
+
+def _page(name: str, title_zh: str, title_en: str, request: Request | None, status: int = 200,
+          **context: Any) -> Template:
+    identity = None
+    if request is not None:
+        try:
+            identity = identity_of(request)
+        except Unauthenticated:
+            identity = None
+    return Template(template_name=name, status_code=status,
+                    context={"title_zh": title_zh, "title_en": title_en, "identity": identity, **context})
+
+
+def _unauthenticated(request: Request, exc: Exception) -> Response[Any]:
+    return Redirect(path="/ui/sign-in")
+
+
+def _refused(request: Request, exc: RegistryError) -> Template:
+    status = 403 if isinstance(exc, Forbidden) else 400 if isinstance(exc, BadRequest) else 422
+    if isinstance(exc, RegistryError) and exc.code.endswith("not_found"):
+        status = 404
+    return _page("sign_in.html.j2", "无法显示", "cannot show this page", request, status=status,
+                 problem=f"{exc.title} — {exc.detail}")
+
+
+class PageController(Controller):
+    path = "/ui"
+    tags = ["pages"]
+    include_in_schema = False
+    exception_handlers = {Unauthenticated: _unauthenticated, RegistryError: _refused}  # noqa: RUF012
+
+    @get("/sign-in", opt=public())
+    async def sign_in_form(self, request: Request) -> Template:
+        return _page("sign_in.html.j2", "登录", "sign in", None)
+
+    @post("/sign-in", opt=public(), status_code=303)
+    async def sign_in(self, state: State,
+                      data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response[Any]:
+        token = (data.get("token") or "").strip()
+        try:
+            state.tokens.verify(token)
+        except Unauthenticated as exc:
+            # the form is redrawn with the reason; 400: what was pasted is not a usable token
+            return _page("sign_in.html.j2", "登录", "sign in", None, status=400, problem=exc.detail)
+        return Redirect(path="/ui/", status_code=303, cookies=[
+            Cookie(key=TOKEN_COOKIE, value=token, httponly=True, samesite="strict", path="/ui")])
+
+    @get("/sign-out", opt=public())
+    async def sign_out(self) -> Response[Any]:
+        return Redirect(path="/ui/sign-in", cookies=[Cookie(key=TOKEN_COOKIE, value="", max_age=0, path="/ui")])
+
+    @get("/", opt=allow(*Role))
+    async def home(self, request: Request) -> Template:
+        identity = identity_of(request)
+        return _page("home.html.j2", "首页", "home", request, links=HOME_LINKS[identity.role])
+
+    @get("/positions", opt=allow(*READ_ALL, Role.investor))
+    async def positions(self, request: Request, state: State,
+                        investor: Annotated[str | None, QueryParameter(description="investor id")] = None) -> Template:
+        identity = identity_of(request)
+        if identity.role is Role.investor:
+            investor = identity.subject  # an investor sees its own positions, whatever the URL says
+        if not investor:
+            raise BadRequest("name the investor: /ui/positions?investor=INV…", field="investor")
+        async with state.db.connection() as conn:
+            items = await warrants.positions(conn, investor, after=None, limit=500,
+                                             today=business_date(dt.datetime.now(dt.timezone.utc)),
+                                             stale_after_days=state.settings.valuation_stale_after_days)
+        return _page("positions.html.j2", "持仓", "positions", request, investor_id=investor, positions=items)
+
+    @get("/events", opt=allow(*READ_ALL))
+    async def events(self, request: Request, state: State,
+                     after: Annotated[str | None, QueryParameter()] = None,
+                     stream: Annotated[str | None, QueryParameter()] = None,
+                     event_type: Annotated[str | None, QueryParameter(name="type")] = None,
+                     actor: Annotated[str | None, QueryParameter()] = None) -> Template:
+        filters = {"stream": stream or None, "type": event_type or None, "actor": actor or None}
+        async with state.db.connection() as conn:
+            items = await store.read_events(conn, after=position_cursor(after), stream=filters["stream"],
+                                            event_type=filters["type"], actor=filters["actor"], limit=100)
+        next_cursor = items[-1].position if len(items) == 100 else None
+        return _page("events.html.j2", "事件浏览", "event browser", request, events=items, filters=filters,
+                     next=next_cursor)
+
+    @get("/approvals", opt=allow(Role.operator))
+    async def approvals_queue(self, request: Request, state: State) -> Template:
+        async with state.db.connection() as conn:
+            items = await approvals.list_approvals(conn, after=None, limit=500, status="pending", action=None)
+        return _page("approvals.html.j2", "待复核事项", "awaiting a second approval", request, approvals=items)

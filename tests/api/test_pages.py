@@ -1,0 +1,68 @@
+"""The pages, through the app: sign in with a token, see what your role may see, and nothing else.
+
+(Browser end-to-end runs with screenshots are still to come: issue 8.)"""
+
+from __future__ import annotations
+
+import httpx
+
+from registry.access.tokens import Role
+from support import TOKENS, auth
+from warrant_fixtures import enterprise, investor, ok, op, register_series, travel
+
+
+async def sign_in(client: httpx.AsyncClient, role: Role, subject: str) -> httpx.Response:
+    client.cookies.clear()
+    return await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})
+
+
+async def test_signing_in_sets_a_cookie_for_pages_only_and_a_bad_token_is_refused(client: httpx.AsyncClient) -> None:
+    bad = await client.post("/ui/sign-in", data={"token": "not-a-token"})
+    assert bad.status_code == 400 and "registry_token" not in bad.cookies
+    good = await sign_in(client, Role.regulator, "examiner-1")
+    assert good.status_code == 303 and good.headers["location"] == "/ui/"
+    home = await client.get("/ui/")
+    assert home.status_code == 200 and "事件浏览" in home.text and "examiner-1" in home.text
+    # the cookie opens pages for reading, never the API for writing
+    write = await client.post("/enterprises", json={}, headers={"Idempotency-Key": "x"})
+    assert write.status_code == 401
+
+
+async def test_without_signing_in_a_page_sends_you_to_the_sign_in_form(client: httpx.AsyncClient) -> None:
+    client.cookies.clear()
+    r = await client.get("/ui/events")
+    assert r.status_code in (302, 303, 307) and r.headers["location"] == "/ui/sign-in"
+
+
+async def test_a_holder_sees_its_own_positions_and_cannot_reach_another_holders(client: httpx.AsyncClient, db) -> None:
+    await enterprise(client)
+    bank, bank_acct = await investor(client, "天津银行")
+    fund, fund_acct = await investor(client, "渤海基金")
+    code = await register_series(client, [(bank_acct, 70_000), (fund_acct, 30_000)])
+    await sign_in(client, Role.investor, fund)
+    mine = await client.get("/ui/positions")
+    assert mine.status_code == 200 and code in mine.text and "30000" in mine.text and "70000" not in mine.text
+    theirs = await client.get(f"/ui/positions?investor={bank}")  # editing the URL changes nothing
+    assert "30000" in theirs.text and "70000" not in theirs.text
+    assert (await client.get("/ui/events")).status_code == 403
+
+
+async def test_the_regulator_browses_events_with_their_hashes(client: httpx.AsyncClient, db) -> None:
+    await enterprise(client)
+    await sign_in(client, Role.regulator, "examiner-1")
+    page = await client.get("/ui/events?type=enterprise.registered")
+    assert page.status_code == 200 and "enterprise.registered" in page.text
+    events = (await client.get("/events?type=enterprise.registered", headers=auth("regulator", "r"))).json()["items"]
+    assert events[0]["hash"] in page.text and events[0]["prev_hash"] in page.text
+
+
+async def test_an_operator_sees_the_queue_awaiting_a_second_approval(client: httpx.AsyncClient) -> None:
+    requested = await ok(await client.post("/approvals", headers=op("op-zhang"), json={
+        "action": "calendar.publish", "reason": "发布交易日历",
+        "payload": {"first_day": "2027-01-01", "last_day": "2027-01-31", "trading_days": ["2027-01-04"],
+                    "reason": "x"}}))
+    await sign_in(client, Role.operator, "op-li")
+    page = await client.get("/ui/approvals")
+    assert page.status_code == 200 and requested["approval_id"] in page.text and "op-zhang" in page.text
+    await sign_in(client, Role.investor, "INV00000001")
+    assert (await client.get("/ui/approvals")).status_code == 403
