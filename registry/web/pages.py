@@ -26,6 +26,8 @@ from registry.clock import business_date
 from registry.errors import BadRequest, Forbidden, RegistryError, Unauthenticated
 from registry.eventlog import store
 from registry.http.pagination import position_cursor
+from registry.listing import service as listing
+from registry.parties import service as parties
 from registry.warrants import service as warrants
 
 TEMPLATES = TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine)
@@ -34,7 +36,7 @@ HOME_LINKS = {
     Role.operator: [("/ui/approvals", "待复核事项", "awaiting a second approval"),
                     ("/ui/events", "事件浏览", "event browser")],
     Role.regulator: [("/ui/events", "事件浏览", "event browser")],
-    Role.enterprise: [],
+    Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
 
 
@@ -106,6 +108,23 @@ class PageController(Controller):
                                              today=business_date(dt.datetime.now(dt.timezone.utc)),
                                              stale_after_days=state.settings.valuation_stale_after_days)
         return _page("positions.html.j2", "持仓", "positions", request, investor_id=investor, positions=items)
+
+    @get("/enterprise", opt=allow(*READ_ALL, Role.enterprise))
+    async def enterprise(self, request: Request, state: State,
+                         uscc: Annotated[str | None, QueryParameter(description="enterprise USCC")] = None) -> Template:
+        identity = identity_of(request)
+        if identity.role is Role.enterprise:
+            uscc = identity.subject  # an enterprise sees itself, whatever the URL says
+        if not uscc:
+            raise BadRequest("name the enterprise: /ui/enterprise?uscc=…", field="uscc")
+        today = business_date(state.db.writer.clock())
+        async with state.db.connection() as conn:
+            record = await parties.get_enterprise(conn, uscc)
+            stage = await listing.stage_view(conn, uscc)
+            next_step = await listing.next_step(conn, uscc, today)
+            series = await warrants.list_series(conn, after=None, limit=500, target_uscc=uscc, status=None)
+        return _page("enterprise.html.j2", "企业", "enterprise", request, enterprise=record, stage=stage,
+                     next_step=next_step, series=series)
 
     @get("/events", opt=allow(*READ_ALL))
     async def events(self, request: Request, state: State,

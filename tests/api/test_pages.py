@@ -66,3 +66,27 @@ async def test_an_operator_sees_the_queue_awaiting_a_second_approval(client: htt
     assert page.status_code == 200 and requested["approval_id"] in page.text and "op-zhang" in page.text
     await sign_in(client, Role.investor, "INV00000001")
     assert (await client.get("/ui/approvals")).status_code == 403
+
+
+async def test_an_enterprise_sees_its_stage_what_is_missing_and_its_series(client: httpx.AsyncClient, db) -> None:
+    from warrant_fixtures import TARGET
+    await enterprise(client)
+    _, acct = await investor(client, "天津银行")
+    code = await register_series(client, [(acct, 1_000)])
+    await sign_in(client, Role.enterprise, TARGET)
+    page = await client.get("/ui/enterprise?uscc=911201160000000000")  # the URL cannot point elsewhere
+    assert page.status_code == 200 and TARGET in page.text and code in page.text
+    assert "下一步还缺什么" in page.text and "applied" in page.text
+    await sign_in(client, Role.investor, "INV00000001")
+    assert (await client.get(f"/ui/enterprise?uscc={TARGET}")).status_code == 403
+
+
+async def test_the_demo_market_renders_an_enterprise_with_unmet_criteria(client: httpx.AsyncClient, dsns,
+                                                                        settings) -> None:
+    from registry.demo import ENTERPRISES, _uscc, load_demo
+    await load_demo(settings, dsns.app)
+    reserve = _uscc(*ENTERPRISES[1][:2])  # moved to the listing reserve with NEEQ figures that fall short
+    await sign_in(client, Role.regulator, "examiner-1")
+    page = await client.get(f"/ui/enterprise?uscc={reserve}")
+    assert page.status_code == 200, page.text[:500]
+    assert "listing_reserve" in page.text and "未满足" in page.text and "neeq_listing" in page.text
