@@ -22,10 +22,12 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from registry.access.policy import READ_ALL, TOKEN_COOKIE, allow, identity_of, public
 from registry.access.tokens import Role
 from registry.approvals import service as approvals
+from registry.audit import merkle
+from registry.audit import store as audit_store
 from registry.clock import business_date
-from registry.errors import BadRequest, Forbidden, RegistryError, Unauthenticated
+from registry.errors import BadRequest, Forbidden, NotFound, RegistryError, Unauthenticated
 from registry.eventlog import store
-from registry.http.pagination import position_cursor
+from registry.http.pagination import MAX_POSITION, position_cursor
 from registry.listing import service as listing
 from registry.parties import service as parties
 from registry.warrants import service as warrants
@@ -35,7 +37,8 @@ HOME_LINKS = {
     Role.investor: [("/ui/positions", "我的持仓", "my positions")],
     Role.operator: [("/ui/approvals", "待复核事项", "awaiting a second approval"),
                     ("/ui/events", "事件浏览", "event browser")],
-    Role.regulator: [("/ui/events", "事件浏览", "event browser")],
+    Role.regulator: [("/ui/events", "事件浏览", "event browser"),
+                     ("/ui/audit", "完整性与证明", "integrity, checkpoints and proofs")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
 
@@ -139,6 +142,29 @@ class PageController(Controller):
         next_cursor = items[-1].position if len(items) == 100 else None
         return _page("events.html.j2", "事件浏览", "event browser", request, events=items, filters=filters,
                      next=next_cursor)
+
+    @get("/audit", opt=allow(*READ_ALL))
+    async def audit(self, request: Request, state: State,
+                    start: Annotated[int, QueryParameter(name="from", ge=0, le=MAX_POSITION)] = 0,
+                    to: Annotated[int | None, QueryParameter(ge=0, le=MAX_POSITION)] = None,
+                    position: Annotated[int | None, QueryParameter(ge=0, le=MAX_POSITION)] = None) -> Template:
+        signer = state.checkpoint_signer
+        async with state.db.connection() as conn:
+            report = await audit_store.integrity(conn, start, to, signer)
+            checkpoint = await audit_store.latest_checkpoint(conn)
+            proof = None if position is None else await audit_store.inclusion_proof(conn, position)
+        proof_ok = proof is not None and merkle.verify_inclusion(proof.leaf_hash, proof.position, proof.tree_size,
+                                                                 proof.proof, proof.root_hash)
+        return _page("audit.html.j2", "完整性与证明", "integrity, checkpoints and proofs", request, report=report,
+                     checkpoint=checkpoint, vkey=signer.vkey, proof=proof, proof_ok=proof_ok, position=position)
+
+    @get("/audit/checkpoint.txt", opt=allow(*READ_ALL), media_type="text/plain; charset=utf-8")
+    async def checkpoint_file(self, state: State) -> str:
+        async with state.db.connection() as conn:
+            checkpoint = await audit_store.latest_checkpoint(conn)
+        if checkpoint is None:
+            raise NotFound("no checkpoint has been signed yet")
+        return checkpoint.note
 
     @get("/approvals", opt=allow(Role.operator))
     async def approvals_queue(self, request: Request, state: State) -> Template:

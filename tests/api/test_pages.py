@@ -90,3 +90,20 @@ async def test_the_demo_market_renders_an_enterprise_with_unmet_criteria(client:
     page = await client.get(f"/ui/enterprise?uscc={reserve}")
     assert page.status_code == 200, page.text[:500]
     assert "listing_reserve" in page.text and "未满足" in page.text and "neeq_listing" in page.text
+
+
+async def test_the_regulator_page_checks_a_range_and_highlights_a_tampered_event(client: httpx.AsyncClient, db,
+                                                                              owner) -> None:
+    await enterprise(client)
+    await investor(client, "天津银行")
+    await ok(await client.post("/checkpoints", headers=op()))  # an operator signs the current tree head
+    await sign_in(client, Role.regulator, "examiner-1")
+    healthy = await client.get("/ui/audit?position=1")
+    assert healthy.status_code == 200 and "✔" in healthy.text and 'id="first-bad"' not in healthy.text
+    assert "验证" in healthy.text and "—" in healthy.text  # the checkpoint note carries its signature line
+    download = await client.get("/ui/audit/checkpoint.txt")
+    assert download.status_code == 200 and download.text.startswith("registry.tjotc.example/log\n")
+    await owner.execute("ALTER TABLE event DISABLE TRIGGER event_refuse_change")
+    await owner.execute("UPDATE event SET actor = 'someone-else' WHERE position = 2")
+    tampered = await client.get("/ui/audit")
+    assert 'id="first-bad"' in tampered.text and "<strong>2</strong>" in tampered.text
