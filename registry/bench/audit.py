@@ -75,7 +75,7 @@ async def tail_lag(db: Database, events: int) -> list[float]:
                 lags.append(now - sent[event.data["n"]])
                 position = event.position
             if not batch:
-                await tail.wait(1.0)
+                await tail.wait_beyond(max(position, tail.head), 1.0)
 
     following = asyncio.create_task(follower())
     meta = EventMeta(actor="bench", role="operator", command="bench")

@@ -64,6 +64,7 @@ class EventController(Controller):
             nonlocal position
             sent = 0
             while limit is None or sent < limit:
+                known = tail.head  # everything committed up to here is visible to the read below
                 async with state.db.connection() as conn:
                     batch = await store.read_events(conn, after=position, stream=stream, event_type=event_type,
                                                     actor=actor, limit=TAIL_BATCH)
@@ -75,9 +76,10 @@ class EventController(Controller):
                     if limit is not None and sent >= limit:
                         return
                 if len(batch) < TAIL_BATCH:
-                    head = tail.head
-                    await tail.wait(KEEPALIVE_SECONDS)
-                    if tail.head == head:
+                    # the read saw every event up to `known` (filtered ones too): wait for anything newer
+                    seen = max(position, known)
+                    await tail.wait_beyond(seen, KEEPALIVE_SECONDS)
+                    if tail.head <= seen:
                         yield ServerSentEventMessage(comment="keep-alive")
 
         return ServerSentEvent(events())

@@ -23,6 +23,9 @@ class LogTail:
     async def start(self) -> None:
         self._conn = await asyncpg.connect(self._dsn)
         await self._conn.add_listener(LOG_CHANNEL, self._notified)
+        # Listening first, then reading the head: nothing committed in between can be missed.
+        last = await self._conn.fetchval("SELECT max(position) FROM event")
+        self.head = max(self.head, -1 if last is None else last)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
@@ -30,10 +33,20 @@ class LogTail:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        """Return when a batch commits, or after `timeout` seconds (followers then poll once)."""
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+    async def wait_beyond(self, position: int, timeout: float) -> None:
+        """Return as soon as the log is known to reach past `position`, or after `timeout` seconds.
+
+        Comparing positions (not just waiting for the next wake-up) means a commit that lands
+        between a follower's read and its wait is never slept through.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.head <= position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def stop(self) -> None:
         if self._conn is not None:
