@@ -112,7 +112,7 @@ def test_a_killed_server_restarts_with_every_acknowledged_write_and_an_intact_ch
 
     async def crash_during_burst() -> None:
         burst = asyncio.create_task(_burst(server.url, headers, 3000, acknowledged))
-        while len(acknowledged) < 150:
+        while len(acknowledged) < 150 and not burst.done():
             await asyncio.sleep(0.005)
         os.kill(server.proc.pid, signal.SIGKILL)
         if kill_postgres_too:
