@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -119,4 +118,4 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     )
 
 
-__all__ = ["create_app", "AppConfig"]
+__all__ = ["create_app"]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import msgspec
 
+from registry.clock import SHANGHAI
 from registry.eventlog import canonical
 from registry.eventlog.model import StoredEvent
 from registry.eventlog.verify import ChainVerifier, Finding, LogRow
@@ -29,6 +30,16 @@ async def read_events(conn: asyncpg.Connection, *, after: int | None = None, str
         -1 if after is None else after, stream, event_type, actor, since, until, limit,
     )
     return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
+
+
+async def position_at(conn: asyncpg.Connection, as_of: dt.date | None, at_position: int | None) -> int:
+    """The log position a point-in-time read reflects: end of the business day, or as given."""
+    if at_position is not None:
+        return at_position
+    if as_of is None:
+        return await conn.fetchval("SELECT coalesce(max(position), -1) FROM event")
+    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), SHANGHAI)
+    return await conn.fetchval("SELECT coalesce(max(position), -1) FROM event WHERE recorded_at < $1", end)
 
 
 async def stream_version(conn: asyncpg.Connection, stream: str) -> int:

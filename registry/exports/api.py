@@ -15,7 +15,7 @@ from registry.access.tokens import Role
 from registry.errors import BadRequest
 from registry.exports import crosschain, ocf
 from registry.http.pagination import MAX_POSITION, Page, clamp_limit, position_cursor
-from registry.warrants.service import position_at
+from registry.eventlog.store import position_at
 
 AsOf = Annotated[dt.date | None, QueryParameter(description="business date (Asia/Shanghai): state at its end")]
 AtPosition = Annotated[int | None, QueryParameter(description="log position: state just after it", ge=-1,

@@ -53,7 +53,7 @@ from registry.listing.domain import (
 )
 from registry.listing.rulebooks import parse_rulebook, shipped_rulebooks
 from registry.parties.service import enterprise_stream, get_enterprise
-from registry.warrants.service import position_at
+from registry.eventlog.store import position_at
 
 
 def rulebook_stream(rulebook_id: str) -> str:

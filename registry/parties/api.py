@@ -161,24 +161,22 @@ class AccountController(Controller):
     @post("/{account_id:str}/freezes", summary="Freeze an account (冻结) on a court order or regulator's demand",
           opt=allow(Role.operator, writes=True))
     async def freeze(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.FreezeAccount]) -> Response[Any]:
-        return await run_command(request, command="FreezeAccount",
-                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.freeze_account(account_id, data), reason=data.reason, status=200,
-                                 streams=[service.account_stream(account_id)])
+        return await _account_action(request, "FreezeAccount", account_id, data, service.freeze_account)
 
     @post("/{account_id:str}/thaws", summary="Thaw a frozen account (解冻)", opt=allow(Role.operator, writes=True))
     async def thaw(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.ThawAccount]) -> Response[Any]:
-        return await run_command(request, command="ThawAccount",
-                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.thaw_account(account_id, data), reason=data.reason, status=200,
-                                 streams=[service.account_stream(account_id)])
+        return await _account_action(request, "ThawAccount", account_id, data, service.thaw_account)
 
     @post("/{account_id:str}/closures", summary="Close an empty account (销户)", opt=allow(Role.operator, writes=True))
     async def close(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.CloseAccount]) -> Response[Any]:
-        return await run_command(request, command="CloseAccount",
-                                 body={"account_id": account_id, **msgspec.to_builtins(data)},
-                                 handler=service.close_account(account_id, data), reason=data.reason, status=200,
-                                 streams=[service.account_stream(account_id)])
+        return await _account_action(request, "CloseAccount", account_id, data, service.close_account)
+
+
+async def _account_action(request: Request, command: str, account_id: str, data: Any, make_handler: Any) -> Response[Any]:
+    """One account lifecycle command on the account's own stream (so If-Match applies)."""
+    return await run_command(request, command=command, body={"account_id": account_id, **msgspec.to_builtins(data)},
+                             handler=make_handler(account_id, data), reason=data.reason, status=200,
+                             streams=[service.account_stream(account_id)])
 
 
 async def ensure_account_owner(request: Request, conn: Any, account_id: str) -> None:

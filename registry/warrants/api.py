@@ -90,7 +90,7 @@ class WarrantSeriesController(Controller):
                        at_position: AtPosition = None) -> HolderRegister:
         await _ensure_series_visible(request, code)
         async with state.db.connection() as conn:
-            position = await service.position_at(conn, as_of, at_position)
+            position = await store.position_at(conn, as_of, at_position)
             return await service.holder_register(conn, code, position)
 
     @get("/{code:str}/history", summary="The series' events, optionally only those touching one account",
@@ -207,7 +207,7 @@ class EnterpriseWarrantController(Controller):
                         at_position: AtPosition = None) -> CapTable:
         ensure_own(identity_of(request), Role.enterprise, uscc)
         async with state.db.connection() as conn:
-            position = await service.position_at(conn, as_of, at_position)
+            position = await store.position_at(conn, as_of, at_position)
             return await service.cap_table(conn, uscc, position)
 
     @post("/ipo-filings", summary="The target filed for an IPO: its live series are suspended",

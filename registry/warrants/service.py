@@ -11,7 +11,6 @@ import msgspec
 
 from registry.approvals.service import approvable
 from registry.calendar.service import answer, load_calendar
-from registry.clock import SHANGHAI
 from registry.errors import Conflict, Forbidden, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
@@ -387,16 +386,6 @@ def expire_due(today: dt.date | None = None) -> Handler:
 
 
 # -- queries --------------------------------------------------------------------------------
-
-
-async def position_at(conn: asyncpg.Connection, as_of: dt.date | None, at_position: int | None) -> int:
-    """The log position a point-in-time read reflects: end of the business day, or as given."""
-    if at_position is not None:
-        return at_position
-    if as_of is None:
-        return await conn.fetchval("SELECT coalesce(max(position), -1) FROM event")
-    end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), SHANGHAI)
-    return await conn.fetchval("SELECT coalesce(max(position), -1) FROM event WHERE recorded_at < $1", end)
 
 
 async def series_state_at(conn: asyncpg.Connection, code: str, position: int) -> SeriesState:
