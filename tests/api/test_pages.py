@@ -1,6 +1,6 @@
 """The pages, through the app: sign in with a token, see what your role may see, and nothing else.
 
-(Browser end-to-end runs with screenshots are still to come: issue 8.)"""
+(The same pages in a real browser, with screenshots: tests/browser/.)"""
 
 from __future__ import annotations
 
@@ -107,3 +107,19 @@ async def test_the_regulator_page_checks_a_range_and_highlights_a_tampered_event
     await owner.execute("UPDATE event SET actor = 'someone-else' WHERE position = 2")
     tampered = await client.get("/ui/audit")
     assert 'id="first-bad"' in tampered.text and "<strong>2</strong>" in tampered.text
+
+
+async def test_the_regulator_filters_events_by_day_and_downloads_the_verifier_key(client: httpx.AsyncClient,
+                                                                                 db) -> None:
+    from support import TEST_TODAY
+    await enterprise(client)
+    await sign_in(client, Role.regulator, "examiner-1")
+    today = await client.get(f"/ui/events?since={TEST_TODAY}&until={TEST_TODAY}&type=enterprise.registered")
+    assert today.status_code == 200 and "enterprise.registered" in today.text
+    assert 'href="/ui/audit?position=' in today.text  # each event links to its inclusion proof
+    later = await client.get(f"/ui/events?since={TEST_TODAY.replace(day=27)}")
+    assert "没有符合条件的事件" in later.text
+    highlighted = await client.get("/ui/events?highlight=0")
+    assert '<tr id="event-0" class="bad">' in highlighted.text
+    key = await client.get("/ui/audit/checkpoint-key.txt")
+    assert key.status_code == 200 and key.text.startswith("registry.tjotc.example/log+")
