@@ -49,6 +49,7 @@ HOME_LINKS = {
                      ("/ui/series-attention", "需处理的认股权", "series needing action")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
+REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 422: "业务规则不允许"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)
@@ -91,7 +92,7 @@ def _refused(request: Request, exc: RegistryError) -> Template:
     if isinstance(exc, RegistryError) and exc.code.endswith("not_found"):
         status = 404
     return _page("refused.html.j2", "无法显示", "cannot show this page", request, status=status,
-                 problem=f"{exc.title} — {exc.detail}")
+                 problem_zh=REFUSALS_ZH[status], problem=f"{exc.title} — {exc.detail}")
 
 
 class PageController(Controller):
@@ -188,10 +189,12 @@ class PageController(Controller):
             table = await warrants.cap_table(conn, uscc, await store.position_at(conn, day, None))
             names = await reads.investor_names(conn, (line.holder_id for line in table.lines))
         label = {line.holder_id: line.holder_name or names.get(line.holder_id) or line.holder_id for line in table.lines}
+        largest_first = sorted(table.lines, key=lambda line: (-line.fully_diluted, line.holder_id))
         chart = charts.cap_table_chart([charts.Holding(label=label[line.holder_id], shares=line.amount,
                                                        warrants=line.warrant_amount) for line in table.lines])
         return _page("enterprise.html.j2", "企业", "enterprise", request, enterprise=record, stage=stage,
-                     next_step=next_step, series=series, cap_table=table, labels=label, chart=chart, as_of=day,
+                     next_step=next_step, series=series, cap_table=table, lines=largest_first, labels=label, chart=chart,
+                     as_of=day,
                      percent=charts.percent)
 
     @get("/series/{code:str}", opt=allow(*READ_ALL, own=(Role.enterprise,)))

@@ -71,9 +71,11 @@ def _line(e: StoredEvent, account_id: str) -> HistoryLine | None:
                            counterparty=d["from_account"], note=d.get("mode"))
     if d.get("account_id") == account_id:
         note = d.get("document_ref") or d.get("reason")
+        units = d.get("units")
         if e.type == "warrant.exercised":
             note = f"应付 payment due ¥{d['payment_due_fen'] / 100:,.2f} → {d['payee']['id']}"
-        return HistoryLine(**common, units=d.get("units"), before=d.get("before"), after=d.get("after"),
+            units = -units  # the units leave the holding
+        return HistoryLine(**common, units=units, before=d.get("before"), after=d.get("after"),
                            counterparty=None, note=note)
     if e.type in _SERIES_WIDE:
         return HistoryLine(**common, units=None, before=None, after=None, counterparty=None, note=d.get("reason"))
