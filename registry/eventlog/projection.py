@@ -27,7 +27,9 @@ class EventRecord(msgspec.Struct, kw_only=True, frozen=True):
 
 
 Projector = Callable[[asyncpg.Connection, EventRecord], Awaitable[None]]
+BatchProjector = Callable[[asyncpg.Connection, list[EventRecord]], Awaitable[None]]
 _PROJECTORS: dict[str, Projector] = {}
+_BATCH_PROJECTORS: dict[str, BatchProjector] = {}
 PROJECTION_TABLES: list[str] = []
 """Tables that are pure projections (emptied and refilled by a rebuild), in dependency order."""
 
@@ -40,6 +42,26 @@ def projects(*event_types: str) -> Callable[[Projector], Projector]:
             _PROJECTORS[event_type] = fn
         return fn
     return register
+
+
+def projects_in_batches(*event_types: str) -> Callable[[BatchProjector], BatchProjector]:
+    """A second way to apply events that already have a projector: many at once, in log order.
+
+    The writer may hold back such events of commands that read nothing from the projections and
+    apply them together before anything reads (and before the batch commits); the result must be
+    exactly what the one-by-one projector gives, which a rebuild (one by one) checks.
+    """
+    def register(fn: BatchProjector) -> BatchProjector:
+        for event_type in event_types:
+            if event_type not in _PROJECTORS:
+                raise RuntimeError(f"{event_type} needs its one-by-one projector first")
+            _BATCH_PROJECTORS[event_type] = fn
+        return fn
+    return register
+
+
+def batch_projector(event_type: str) -> BatchProjector | None:
+    return _BATCH_PROJECTORS.get(event_type)
 
 
 def projection_tables(*tables: str) -> None:

@@ -27,6 +27,7 @@ import msgspec
 from registry.clock import business_date
 from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
 from registry.eventlog import canonical, projection
+from registry.eventlog.memo import Memo
 from registry.eventlog.model import GENESIS_HASH, CanonicalEvent, EventMeta, NewEvent
 from registry.eventlog.projection import EventRecord
 
@@ -78,7 +79,7 @@ class Idempotency(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class _Job:
-    __slots__ = ("handler", "meta", "idempotency", "streams", "savepoint", "future", "expects")
+    __slots__ = ("handler", "meta", "idempotency", "streams", "savepoint", "future", "expects", "memo_only")
 
     def __init__(self, handler: Handler, meta: EventMeta, idempotency: Idempotency | None,
                  streams: Sequence[str], savepoint: bool, expects: dict[str, int] | None = None) -> None:
@@ -88,6 +89,9 @@ class _Job:
         self.idempotency = idempotency
         self.streams = streams
         self.savepoint = savepoint
+        self.memo_only = getattr(handler, "decides_from_memo", False)
+        """The handler reads only the writer's memo (and asks before reading tables): its
+        batch-projectable events may be applied later, together with others."""
         self.future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
 
 
@@ -107,6 +111,13 @@ class WriteContext:
         self.now = now
         self.positions: list[int] = []
         self.client_expects: dict[str, int] = dict(expects or {})
+        self.memo = writer.memo
+        """Hot state remembered by the writer (see registry.eventlog.memo)."""
+        self._defer = False
+
+    async def read_projections(self) -> None:
+        """Call before reading projection tables from a memo-only handler: applies held-back events."""
+        await self._writer._apply_deferred(self.conn)
 
     @property
     def next_position(self) -> int:
@@ -139,13 +150,21 @@ class WriteContext:
                 f"stream {stream_id} is at version {current}, the command expected {expected_version}",
                 stream=stream_id, expected_version=expected_version, actual_version=current,
             )
-        positions = self._writer._stage(stream_id, current, events, self.meta, self.now)
+        writer = self._writer
+        positions = writer._stage(stream_id, current, events, self.meta, self.now)
         self.positions.extend(positions)
         for position, event in zip(positions, events):
-            await projection.apply(self.conn, EventRecord(
+            record = EventRecord(
                 position=position, stream=stream_id, type=event.type, data=event.data, actor=self.meta.actor,
                 recorded_at=self.now, effective_date=event.effective_date,
-            ))
+            )
+            batch = projection.batch_projector(event.type) if self._defer else None
+            if batch is not None:
+                writer._deferred.append((batch, record))
+            else:
+                await writer._apply_deferred(self.conn)  # projections apply in log order
+                await projection.apply(self.conn, record)
+            writer.memo.observe(record)
         return positions
 
 
@@ -166,6 +185,9 @@ class Writer:
         self._head_position = -1
         self._head_hash = GENESIS_HASH
         self._versions: dict[str, int] = {}
+        self.memo = Memo()
+        # Events of memo-only commands whose projection is held back to be applied together.
+        self._deferred: list[tuple[projection.BatchProjector, EventRecord]] = []
         # Within a batch: staged rows and the undo log for the current command.
         self._rows: list[tuple[Any, ...]] = []  # event rows in table column order
         self._undo: dict[str, int | None] = {}
@@ -267,11 +289,14 @@ class Writer:
     def _forget(self) -> None:
         self._head_position = -2  # unknown: re-read and drop cached versions next batch
         self._versions.clear()
+        self.memo.clear()
         self._rows.clear()
+        self._deferred.clear()
 
     async def _run_batch(self, jobs: list[_Job]) -> list[CommandResult | BaseException]:
         outcomes: list[CommandResult | BaseException] = []
         self._rows = []
+        self._deferred = []
         if self._conn is None or self._conn.is_closed():
             # One long-lived connection: no pool round trips (acquire, reset) per batch.
             self._conn = await self._pool.acquire()
@@ -281,7 +306,8 @@ class Writer:
             position = -1 if head["head_position"] is None else head["head_position"]
             hash_ = GENESIS_HASH if head["head_hash"] is None else bytes(head["head_hash"])
             if position != self._head_position or hash_ != self._head_hash:
-                self._versions.clear()  # someone else wrote: cached versions may be stale
+                self._versions.clear()  # someone else wrote: cached versions and memo may be stale
+                self.memo.clear()
             if len(self._versions) > STREAM_CACHE_LIMIT:
                 self._versions.clear()
             self._head_position, self._head_hash = position, hash_
@@ -293,6 +319,7 @@ class Writer:
                 now = self.clock()
                 for job in jobs:
                     outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
+                await self._apply_deferred(conn)
                 await self._flush(conn, new_keys, now)
             except BaseException:
                 self._head_position, self._head_hash = committed_head
@@ -315,13 +342,16 @@ class Writer:
                         idempotency_key=idem.key,
                     )
                 return msgspec.structs.replace(result, replayed=True)
-        mark = len(self._rows)
+        if not job.memo_only:
+            await self._apply_deferred(conn)  # this handler may read projection tables
+        mark, deferred_mark = len(self._rows), len(self._deferred)
         head = (self._head_position, self._head_hash)
         self._undo = {}
         savepoint = conn.transaction() if job.savepoint else None
         if savepoint is not None:
             await savepoint.start()
         ctx = WriteContext(self, conn, job.meta, now, job.expects)
+        ctx._defer = job.memo_only
         try:
             response = await job.handler(ctx)
             encoded = msgspec.json.encode(response)
@@ -329,6 +359,9 @@ class Writer:
             if savepoint is not None:
                 await savepoint.rollback()
             del self._rows[mark:]
+            del self._deferred[deferred_mark:]
+            if ctx.positions:
+                self.memo.clear()  # it remembered events that are now undone
             self._head_position, self._head_hash = head
             for stream_id, version in self._undo.items():
                 if version is None:
@@ -399,6 +432,17 @@ class Writer:
             version = NO_STREAM if version is None else version
             self._versions[stream_id] = version
         return version
+
+    async def _apply_deferred(self, conn: asyncpg.Connection) -> None:
+        """Apply held-back projections, in log order, each run of one kind in one call."""
+        while self._deferred:
+            batch_projector = self._deferred[0][0]
+            run = 0
+            while run < len(self._deferred) and self._deferred[run][0] is batch_projector:
+                run += 1
+            records = [record for _, record in self._deferred[:run]]
+            await batch_projector(conn, records)
+            del self._deferred[:run]
 
     def _stage(self, stream_id: str, current: int, events: Sequence[NewEvent], meta: EventMeta,
                now: dt.datetime) -> list[int]:

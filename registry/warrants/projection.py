@@ -8,7 +8,7 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 
-from registry.eventlog.projection import EventRecord, projection_tables, projects
+from registry.eventlog.projection import EventRecord, projection_tables, projects, projects_in_batches
 
 projection_tables("warrant_series", "holding", "series_holder_ever", "warrant_lot", "trade_interval",
                   "warrant_exercise", "share_register")
@@ -95,6 +95,14 @@ async def transferred(conn: asyncpg.Connection, e: EventRecord) -> None:
     # The hot path: one call to project_warrant_transferred() (SQL beside its migration) does it all.
     await conn.execute("SELECT project_warrant_transferred($1::jsonb, $2, $3)", msgspec.json.encode(e.data).decode(),
                        e.position, e.effective_date)
+
+
+@projects_in_batches("warrant.transferred")
+async def transferred_together(conn: asyncpg.Connection, events: list[EventRecord]) -> None:
+    # The writer holds back the transfers of a batch and applies them here, in log order, in one call.
+    await conn.execute("SELECT project_warrant_transfers($1::jsonb[], $2::bigint[], $3::date[])",
+                       [msgspec.json.encode(e.data).decode() for e in events], [e.position for e in events],
+                       [e.effective_date for e in events])
 
 
 @projects("warrant.units_frozen", "warrant.units_thawed", "warrant.units_pledged", "warrant.units_released")

@@ -10,15 +10,14 @@ import asyncpg
 import msgspec
 
 from registry.approvals.service import approvable
-from registry.calendar.service import answer, load_calendar
+from registry.calendar.service import answer
 from registry.errors import Conflict, Forbidden, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
 from registry.parties.domain import AccountNotFound, EnterpriseNotFound
-from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
 from registry.parties.service import enterprise_stream, investor_is_qualified
-from registry.warrants import domain, projection  # noqa: F401 - projection registers the projectors
+from registry.warrants import domain, hot, projection  # noqa: F401 - projection registers the projectors
 from registry.warrants.domain import (
     AccountFacts,
     Balance,
@@ -129,89 +128,33 @@ def confirm_rights(code: str, account_id: str) -> Handler:
     return handler
 
 
-class _TransferFacts(msgspec.Struct):
-    series: dict[str, Any] | None
-    accounts: list[dict[str, Any]]
-    qualifications: list[dict[str, Any]]
-    balances: dict[str, Balance]
-    intervals: dict[str, dict[str, dt.date | None]]
-    holders_now: list[str]
-    holders_ever: list[str]
-    sender_lots: list[Lot]
-    calendar_position: int | None
-    database: str
-
-
-_transfer_facts = msgspec.json.Decoder(_TransferFacts)
-
-
-def _series_from_row(row: dict[str, Any]) -> SeriesFacts:
-    """The series' facts from its projection row (the transfer path never reads the stored terms)."""
-    return SeriesFacts(
-        code=row["code"], target_uscc=row["target_uscc"], status=SeriesStatus(row["status"]),
-        terms=SeriesTerms(
-            target_uscc=row["target_uscc"], name=row["name"], issuer_kind=row["issuer_kind"],
-            issuing_shareholder_id=row["issuing_shareholder_id"], underlying=row["underlying"],
-            entitlement_per_unit=Decimal(str(row["entitlement_per_unit"])),
-            exercise_price_per_unit=Decimal(str(row["exercise_price_per_unit"])),
-            valid_from=dt.date.fromisoformat(row["valid_from"]), valid_until=dt.date.fromisoformat(row["valid_until"]),
-            exercise_method=row["exercise_method"], transfer_modes=row["transfer_modes"],
-            max_holders=row["max_holders"], anti_dilution=row["anti_dilution"], allocations=[]),
-        entitlement_per_unit=Decimal(str(row["entitlement_per_unit"])),
-        valid_until=dt.date.fromisoformat(row["valid_until"]),
-        suspended_since=None if row["suspended_since"] is None else dt.date.fromisoformat(row["suspended_since"]),
-        units_issued=row["units_issued"], units_outstanding=row["units_outstanding"],
-        units_exercised=row["units_exercised"], units_cancelled=row["units_cancelled"],
-        units_expired=row["units_expired"],
-    )
-
-
 def transfer(code: str, cmd: domain.Transfer) -> Handler:
-    """转让. Its facts come in one query and its projection is one call: this is the hot path."""
+    """转让, the hot path: decided on the writer's memory of the series and accounts (registry.warrants.hot),
+    so a transfer reads nothing, and its projection is applied with the batch's other transfers."""
     async def handler(ctx: WriteContext) -> dict[str, Any]:
         today = ctx.business_date
-        raw = await ctx.conn.fetchval("SELECT warrant_transfer_facts($1, $2, $3)::text", code, cmd.from_account,
-                                      cmd.to_account)
-        facts = _transfer_facts.decode(raw)
-        if facts.series is None:
-            raise SeriesNotFound(f"no warrant series {code}", code=code)
-        series = _series_from_row(facts.series)
-        statuses: dict[str, list[QualificationStatus]] = {}
-        for q in facts.qualifications:
-            statuses.setdefault(q["investor_id"], []).append(QualificationStatus(
-                investor_id=q["investor_id"], category=QualificationCategory(q["category"]),
-                evidence_digest=q["evidence_digest"], valid_from=dt.date.fromisoformat(q["valid_from"]),
-                valid_until=None if q["valid_until"] is None else dt.date.fromisoformat(q["valid_until"]),
-                revoked_on=None if q["revoked_on"] is None else dt.date.fromisoformat(q["revoked_on"])))
-        accounts = {}
-        for a in facts.accounts:
-            holders = frozenset(a["owners"]) if a["kind"] == "nominee" else frozenset([a["investor_id"]])
-            qualified = all(is_qualified(statuses.get(i, []), today) for i in holders | {a["investor_id"]})
-            accounts[a["account_id"]] = AccountFacts(account_id=a["account_id"], investor_id=a["investor_id"],
-                                                     status=a["status"], holders=holders, qualified=qualified)
-        for account_id in (cmd.from_account, cmd.to_account):
-            if account_id not in accounts:
-                raise AccountNotFound(f"no account {account_id}", account_id=account_id)
-        sender, receiver = accounts[cmd.from_account], accounts[cmd.to_account]
+        series = await hot.series(ctx, code)
+        sender = await hot.account(ctx, cmd.from_account, today)
+        receiver = await hot.account(ctx, cmd.to_account, today)
 
         async def interval(investor_id: str) -> IntervalFacts:
-            row = facts.intervals.get(investor_id)
-            if row is None or (row["last_buy"] is None and row["last_sell"] is None):
+            last_buy, last_sell = series.intervals.get(investor_id, (None, None))
+            if last_buy is None and last_sell is None:
                 return IntervalFacts()
-            calendar = await load_calendar(ctx.conn, (facts.database, facts.calendar_position))
-            since = {k: None if row[k] is None else answer(calendar.trading_days_between, row[k], today)
-                     for k in ("last_buy", "last_sell")}
-            return IntervalFacts(last_buy=row["last_buy"], last_sell=row["last_sell"],
-                                 trading_days_since_buy=since["last_buy"], trading_days_since_sell=since["last_sell"])
+            days = (await hot.calendar(ctx)).trading_days_between
+            return IntervalFacts(
+                last_buy=last_buy, last_sell=last_sell,
+                trading_days_since_buy=None if last_buy is None else answer(days, last_buy, today),
+                trading_days_since_sell=None if last_sell is None else answer(days, last_sell, today))
 
         transfer_id = f"T{ctx.next_position:08d}"
         events = domain.decide_transfer(
-            series, cmd, transfer_id=transfer_id, sender=sender, receiver=receiver,
-            sender_balance=facts.balances.get(cmd.from_account, Balance()),
-            receiver_balance=facts.balances.get(cmd.to_account, Balance()),
+            series.facts, cmd, transfer_id=transfer_id, sender=sender, receiver=receiver,
+            sender_balance=series.balances.get(cmd.from_account, Balance()),
+            receiver_balance=series.balances.get(cmd.to_account, Balance()),
             sender_interval=await interval(sender.investor_id), receiver_interval=await interval(receiver.investor_id),
-            holders_now=frozenset(facts.holders_now), holders_ever=frozenset(facts.holders_ever),
-            sender_lots=facts.sender_lots, today=today, basis=HolderCapBasis(facts.series["holder_cap_basis"]),
+            holders_now=series.holders_now(), holders_ever=frozenset(series.holders_ever),
+            sender_lots=series.sender_lots(cmd.from_account), today=today, basis=series.basis,
             interval_days=ctx.settings.holding_interval_trading_days,
             t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed)
         stream = series_stream(code)
@@ -220,6 +163,7 @@ def transfer(code: str, cmd: domain.Transfer) -> Handler:
         return {"transfer_id": transfer_id, "code": code, "units": cmd.units, "from_account": cmd.from_account,
                 "to_account": cmd.to_account, "from_balance": d["from_after"], "to_balance": d["to_after"],
                 "holders_after": d["holders_after"]}
+    handler.decides_from_memo = True  # type: ignore[attr-defined]
     return handler
 
 

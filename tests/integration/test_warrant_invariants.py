@@ -24,7 +24,7 @@ from registry.eventlog.model import EventMeta
 from registry.parties import domain as parties
 from registry.parties import service as party_service
 from registry.parties.qualification import QualificationCategory
-from registry.warrants import domain, service
+from registry.warrants import domain, hot, service
 from registry.warrants.domain import HolderCapBasis
 from support import DIGEST, TEST_TODAY, pin_clock, tianjin_uscc
 
@@ -94,6 +94,24 @@ async def check_projection_equals_replay(db: Database, code: str) -> None:
     assert row["status"] == state.status and Decimal(row["entitlement_per_unit"]) == state.entitlement_per_unit
     assert holdings == state.balances
     assert lots == {lot_id: lot.units for lot_id, lot in state.lots.items()}
+    await check_memory_equals_tables(db, code)
+
+
+async def check_memory_equals_tables(db: Database, code: str) -> None:
+    """What the writer remembers of a series (transfers decide on it) is what the tables say."""
+    remembered = db.writer.memo.peek((hot.SERIES, code))
+    if remembered is None:
+        return
+    async with db.connection() as conn:
+        fresh = await hot._load_series(conn, code)
+    assert remembered.facts == fresh.facts
+    assert {a: b for a, b in remembered.balances.items() if b.total} == {
+        a: b for a, b in fresh.balances.items() if b.total}
+    assert remembered.holders_now() == fresh.holders_now()
+    assert remembered.holders_ever == fresh.holders_ever
+    assert {a: remembered.sender_lots(a) for a in remembered.lots} | {a: fresh.sender_lots(a) for a in fresh.lots} \
+        == {a: fresh.sender_lots(a) for a in remembered.lots} | {a: fresh.sender_lots(a) for a in fresh.lots}
+    assert {i: list(v) for i, v in remembered.intervals.items()} == {i: list(v) for i, v in fresh.intervals.items()}
 
 
 command = st.one_of(
@@ -145,4 +163,86 @@ async def test_racing_transfers_that_together_overspend_a_holding_only_the_ones_
     async with db.connection() as conn:
         assert await conn.fetchval("SELECT available FROM holding WHERE series_code = $1 AND account_id = $2",
                                    code, accounts[0]) == 10
+    await check_projection_equals_replay(db, code)
+
+
+def _transfer(code: str, sender: str, receiver: str, units: int):
+    return service.transfer(code, domain.Transfer(
+        from_account=sender, to_account=receiver, units=units, mode=domain.TransferMode.private_agreement,
+        price_per_unit=Decimal("1"), consideration_fen=units * 100))
+
+
+async def _investor_of(db: Database, account_id: str) -> str:
+    async with db.connection() as conn:
+        return await conn.fetchval("SELECT investor_id FROM account WHERE account_id = $1", account_id)
+
+
+async def test_a_transfer_decided_from_memory_sees_an_account_frozen_since(market) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    await run(db, _transfer(code, accounts[0], accounts[1], 10))  # the writer now remembers both accounts
+    await run(db, party_service.freeze_account(accounts[0], parties.FreezeAccount(
+        basis=parties.FreezeBasis.court_order, document_ref="（2026）津01执保1号", reason="test")))
+    with pytest.raises(domain.AccountFrozen):
+        await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    await run(db, party_service.thaw_account(accounts[0], parties.ThawAccount(document_ref="解除", reason="test")))
+    await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    await check_projection_equals_replay(db, code)
+
+
+async def test_a_transfer_decided_from_memory_sees_a_qualification_revoked_since(market) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    await run(db, _transfer(code, accounts[0], accounts[2], 10))
+    receiver = await _investor_of(db, accounts[2])
+    await run(db, party_service.revoke_qualification(receiver, 1, parties.RevokeQualification(
+        revoked_on=TEST_TODAY, reason="evidence withdrawn")))
+    with pytest.raises(domain.NotQualified):
+        await run(db, _transfer(code, accounts[0], accounts[2], 10))
+
+
+async def test_a_transfer_decided_from_memory_sees_units_frozen_and_a_suspension_since(market) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    await run(db, service.move_balance(code, "freeze", accounts[0], domain.BalanceChange(
+        units=85, document_ref="doc", reason="test")))
+    with pytest.raises(domain.InsufficientAvailable) as refused:
+        await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    assert refused.value.figures["available"] == 5
+    await run(db, service.ipo_filed(TARGET, service.IpoFiling(filed_on=TEST_TODAY, reason="IPO filing")))
+    with pytest.raises((domain.SeriesSuspended, domain.SeriesNotLive)):
+        await run(db, _transfer(code, accounts[0], accounts[1], 1))
+    await check_projection_equals_replay(db, code)
+
+
+async def test_a_read_in_the_same_batch_sees_the_transfers_queued_before_it(market) -> None:
+    """Transfers' projections are applied together, but before any later command reads."""
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    outcomes = await asyncio.gather(
+        db.writer.execute(_transfer(code, accounts[0], accounts[1], 60), OPERATOR),
+        db.writer.execute(service.move_balance(code, "freeze", accounts[0], domain.BalanceChange(
+            units=50, document_ref="doc", reason="test")), OPERATOR),
+        db.writer.execute(service.move_balance(code, "freeze", accounts[0], domain.BalanceChange(
+            units=40, document_ref="doc", reason="test")), OPERATOR),
+        return_exceptions=True)
+    assert not isinstance(outcomes[0], BaseException)
+    assert isinstance(outcomes[1], domain.InsufficientUnits)  # only 40 were left after the transfer
+    assert not isinstance(outcomes[2], BaseException)
+    await check_projection_equals_replay(db, code)
+
+
+async def test_another_writer_on_the_same_database_makes_the_first_forget(market, dsns, settings) -> None:
+    db, accounts = market
+    code = await new_series(db, accounts, 100)
+    await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    relaxed = msgspec.structs.replace(settings, holding_interval_trading_days=0)
+    async with Database(dsns.app, relaxed) as other:
+        pin_clock(other)
+        await run(other, _transfer(code, accounts[0], accounts[1], 85))
+    with pytest.raises(domain.InsufficientAvailable) as refused:
+        await run(db, _transfer(code, accounts[0], accounts[1], 10))
+    assert refused.value.figures["available"] == 5
+    await run(db, _transfer(code, accounts[0], accounts[1], 5))
     await check_projection_equals_replay(db, code)
