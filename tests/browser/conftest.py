@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,6 +118,8 @@ async def browser(served: Served) -> AsyncIterator[object]:
         chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield chromium
         await chromium.close()
+    # a warning is what reaches the run's summary from an xdist worker: it says where the pictures are
+    warnings.warn(f"browser screenshots saved in {SCREENSHOTS}", UserWarning, stacklevel=1)
 
 
 class Visitor:
@@ -159,8 +162,3 @@ def sign_in(browser, served: Served):
         return visitor
 
     return sign_in
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
-        terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")
