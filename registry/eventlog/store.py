@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 
@@ -11,10 +12,16 @@ import msgspec
 from registry.clock import SHANGHAI
 from registry.eventlog import canonical
 from registry.eventlog.model import StoredEvent
-from registry.eventlog.verify import ChainVerifier, Finding, LogRow
+from registry.eventlog.verify import ChainVerifier, Finding, LogRow, LogWindow
 
 _COLUMNS = ("position, stream_id, stream_version, event_type, schema_version, actor, recorded_at, "
             "effective_date, canonical, hash, prev_hash")
+
+
+VERIFY_WINDOW = 4096
+"""Positions per window of the bulk verification."""
+
+_WINDOW_SQL = f"SELECT {_COLUMNS} FROM event WHERE position >= $1 AND position < $2 ORDER BY position"
 
 
 async def read_events(conn: asyncpg.Connection, *, after: int | None = None, stream: str | None = None,
@@ -75,17 +82,44 @@ class VerifyReport(msgspec.Struct, kw_only=True, frozen=True):
     head_hash: str | None = None
 
 
-async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Recompute the chain over the whole stored log."""
+async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] | None = None, *,
+                     window: int = VERIFY_WINDOW) -> VerifyReport:
+    """Recompute the chain over the whole stored log.
+
+    Windows of `window` positions are fetched as arrays and checked at once (`ChainVerifier.feed_window`);
+    the next window is already being read by the server while this one is checked. A window that
+    does not pass whole, and whatever follows the last full window, are fed row by row, so the
+    first bad position and its problem are those of the row-by-row verifier.
+    """
     size = await conn.fetchval("SELECT count(*) FROM event")
     verifier = ChainVerifier()
     finding: Finding | None = None
-    async for row in iter_rows(conn):
-        finding = verifier.feed(row)
-        if finding is not None:
-            break
-        if progress is not None:
-            progress(1)
+    start = 0
+    ahead: asyncio.Future[LogWindow] | None = asyncio.ensure_future(_window(conn, start, window))
+    while ahead is not None:
+        current = await ahead
+        full = len(current.canonical) == window
+        ahead = asyncio.ensure_future(_window(conn, start + window, window)) if full else None
+        await asyncio.sleep(0)  # the next query is on its way before the checking starts
+        if verifier.feed_window(current):
+            if progress is not None and current.canonical:
+                progress(len(current.canonical))
+            start += window
+            if full:
+                continue
+        else:
+            if ahead is not None:
+                await ahead  # one query at a time on the connection; the window is fetched again later
+                ahead = None
+            finding = await _verify_rows(conn, verifier, start, window, progress)
+            if finding is None and verifier.expected_position == start + window:
+                start += window
+                ahead = asyncio.ensure_future(_window(conn, start, window))
+                continue
+        break
+    if finding is None and verifier.finding is None:
+        # whatever lies past the last full window (normally nothing) is fed row by row
+        finding = await _verify_rows(conn, verifier, verifier.expected_position, None, progress)
     if finding is None:
         last = await conn.fetchval("SELECT max(position) FROM event")
         if last is not None and last + 1 != size:
@@ -96,3 +130,22 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
         problem=None if finding is None else finding.problem,
         head_hash=verifier.previous_hash.hex() if verifier.checked else None,
     )
+
+
+async def _verify_rows(conn: asyncpg.Connection, verifier: ChainVerifier, start: int, limit: int | None,
+                       progress: Callable[[int], None] | None) -> Finding | None:
+    """Feed rows from `start` one by one: at most `limit` of them, or all that remain."""
+    fed = 0
+    async for row in iter_rows(conn, start, batch=limit or 5000):
+        if verifier.feed(row) is not None:
+            return verifier.finding
+        if progress is not None:
+            progress(1)
+        fed += 1
+        if limit is not None and fed == limit:
+            break
+    return None
+
+
+async def _window(conn: asyncpg.Connection, start: int, size: int) -> LogWindow:
+    return LogWindow.of(await conn.fetch(_WINDOW_SQL, start, start + size))
