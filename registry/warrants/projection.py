@@ -99,10 +99,70 @@ async def transferred(conn: asyncpg.Connection, e: EventRecord) -> None:
 
 @projects_in_batches("warrant.transferred")
 async def transferred_together(conn: asyncpg.Connection, events: list[EventRecord]) -> None:
-    # The writer holds back the transfers of a batch and applies them here, in log order, in one call.
-    await conn.execute("SELECT project_warrant_transfers($1::jsonb[], $2::bigint[], $3::date[])",
-                       [msgspec.json.encode(e.data).decode() for e in events], [e.position for e in events],
-                       [e.effective_date for e in events])
+    """A batch's transfers, folded here into their net effect and written by a few set-based statements.
+
+    Mirrors project_warrant_transferred() applied to each event in log order (the rebuild, which
+    applies them one by one, checks that the tables come out the same). Only the cost basis needs
+    reading first: it moves by proportion, so it is carried forward event by event.
+    """
+    touched = {(e.data["code"], e.data[side]) for e in events for side in ("from_account", "to_account")}
+    rows: dict[tuple[str, str], list] = {}
+    for r in await conn.fetch(
+            "SELECT h.series_code, h.account_id, h.investor_id, h.cost_fen, h.holders FROM holding h "
+            "JOIN unnest($1::text[], $2::text[]) AS k(code, account) ON h.series_code = k.code "
+            "AND h.account_id = k.account", [c for c, _ in touched], [a for _, a in touched]):
+        # investor, available, pledged, frozen, cost, holders, position (balances are set by the events)
+        rows[(r["series_code"], r["account_id"])] = [r["investor_id"], 0, 0, 0, r["cost_fen"], list(r["holders"]), 0]
+    changed: dict[tuple[str, str], list] = {}
+    lots: dict[str, list] = {}
+    retired: list[str] = []
+    intervals: dict[tuple[str, str], list] = {}
+    ever: dict[tuple[str, str], None] = {}
+    for e in events:
+        d, code = e.data, e.data["code"]
+        sender = rows.get((code, d["from_account"]))
+        if sender is not None:
+            before_total = sum(d["from_before"].values())
+            if before_total > 0:
+                sender[4] -= sender[4] * d["units"] // before_total
+            sender[1:4] = d["from_after"]["available"], d["from_after"]["pledged"], d["from_after"]["frozen"]
+            sender[6] = e.position
+            changed[(code, d["from_account"])] = sender
+        receiver = rows.get((code, d["to_account"]))
+        if receiver is None:
+            receiver = rows[(code, d["to_account"])] = [d["to_investor"], 0, 0, 0, 0, [], 0]
+        receiver[1:4] = d["to_after"]["available"], d["to_after"]["pledged"], d["to_after"]["frozen"]
+        receiver[4] += d["consideration_fen"]
+        receiver[5] = list(d["receiver_holders"])
+        receiver[6] = e.position
+        changed[(code, d["to_account"])] = receiver
+        for holder in d["receiver_holders"]:
+            ever[(code, holder)] = None
+        for lot in d["consumed_lots"]:
+            if lot["lot_id"] in lots:
+                lots[lot["lot_id"]][6] = False  # produced earlier in this batch: inserted inactive
+            else:
+                retired.append(lot["lot_id"])
+        for lot in d["produced_lots"]:
+            lots[lot["lot_id"]] = [lot["lot_id"], code, lot["account_id"], lot["units"], lot["parent"], lot["origin"],
+                                   True, e.position]
+        if d["from_investor"] != d["to_investor"]:
+            intervals.setdefault((code, d["from_investor"]), [None, None])[1] = e.effective_date
+            intervals.setdefault((code, d["to_investor"]), [None, None])[0] = e.effective_date
+    h = list(changed.items())
+    lot_rows = list(lots.values())
+    await conn.execute(
+        "SELECT project_warrant_transfer_batch($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, "
+        "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+        [k[0] for k, _ in h], [k[1] for k, _ in h], [r[0] for _, r in h], [r[1] for _, r in h],
+        [r[2] for _, r in h], [r[3] for _, r in h], [r[4] for _, r in h],
+        msgspec.json.encode([r[5] for _, r in h]).decode(), [r[6] for _, r in h],
+        *([row[i] for row in lot_rows] for i in range(8)),
+        retired,
+        [k[0] for k in intervals], [k[1] for k in intervals], [v[0] for v in intervals.values()],
+        [v[1] for v in intervals.values()],
+        [k[0] for k in ever], [k[1] for k in ever],
+    )
 
 
 @projects("warrant.units_frozen", "warrant.units_thawed", "warrant.units_pledged", "warrant.units_released")

@@ -21,6 +21,7 @@ from registry.calendar.service import ensure_seeded
 from registry.db.database import Database
 from registry.errors import RegistryError
 from registry.eventlog.model import EventMeta
+from registry.eventlog.rebuild import rebuild
 from registry.parties import domain as parties
 from registry.parties import service as party_service
 from registry.parties.qualification import QualificationCategory
@@ -147,6 +148,9 @@ async def test_random_and_concurrent_commands_keep_every_invariant(market, steps
         assert unexpected == []
         assert not any(getattr(o, "code", "") == "internal.error" for o in outcomes)
         await check_projection_equals_replay(db, code)
+    async with db.connection() as conn:  # every table, cost basis and interval dates included
+        report = await rebuild(conn)
+    assert report.differences == []
 
 
 async def test_racing_transfers_that_together_overspend_a_holding_only_the_ones_that_fit_succeed(market) -> None:
