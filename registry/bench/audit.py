@@ -63,16 +63,16 @@ async def tail_lag(db: Database, events: int) -> list[float]:
     async with db.connection() as conn:
         position = await conn.fetchval("SELECT max(position) FROM event")
     sent: dict[int, float] = {}
-    lags: list[float] = []
+    delivered: dict[int, float] = {}
 
     async def follower() -> None:
         nonlocal position
-        while len(lags) < events:
+        while len(delivered) < events:
             async with db.connection() as conn:
                 batch = await log_store.read_events(conn, after=position, stream="bench-tail", limit=500)
             now = time.perf_counter()
             for event in batch:
-                lags.append(now - sent[event.data["n"]])
+                delivered[event.data["n"]] = now  # may come before the writer hears its commit acknowledged
                 position = event.position
             if not batch:
                 await tail.wait_beyond(max(position, tail.head), 1.0)
@@ -85,7 +85,7 @@ async def tail_lag(db: Database, events: int) -> list[float]:
         del result
         await asyncio.sleep(0.002)
     await asyncio.wait_for(following, timeout=60)
-    return sorted(lags)
+    return sorted(max(0.0, delivered[n] - sent[n]) for n in range(events))
 
 
 async def measure(events: int, samples: int, base: Path) -> dict:
