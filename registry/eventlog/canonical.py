@@ -30,20 +30,45 @@ def decode(canonical: bytes) -> CanonicalEvent:
     return _decoder.decode(canonical)
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def check_data(value: Any, path: str = "data") -> None:
     """Event data holds only strings, integers, booleans, null, lists and objects.
 
     Floats are refused: money is integer fen and ratios are decimal strings, so a float in an
     event is a bug that would make the hash depend on a binary rounding.
     """
+    # Fast path on exact types (every event is checked on the write path); anything unusual is judged,
+    # and named by its path, by the careful walk below.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind in _PLAIN:
+            continue
+        if kind is dict:
+            if not all(type(key) is str for key in item):
+                break
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        else:
+            break
+    else:
+        return
+    _check_carefully(value, path)
+
+
+def _check_carefully(value: Any, path: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotCanonical(f"{path}: keys must be strings")
-            check_data(item, f"{path}.{key}")
+            _check_carefully(item, f"{path}.{key}")
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            check_data(item, f"{path}[{i}]")
+            _check_carefully(item, f"{path}[{i}]")
     elif value is None or isinstance(value, (str, bool, int)):
         return
     else:

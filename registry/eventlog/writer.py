@@ -205,6 +205,9 @@ class Writer:
         if self._task is None:
             return
         await self._queue.join()
+        if self.commands:
+            log.info("writer stopping: %d commands in %d batches (%.1f per batch)", self.commands, self.batches,
+                     self.commands / max(self.batches, 1))
         self._task.cancel()
         try:
             await self._task
