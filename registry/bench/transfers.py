@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from registry.access.tokens import Role, TokenService
 from registry.approvals import domain as approvals_domain
 from registry.approvals import service as approvals
+from registry.audit import store as audit_store
 from registry.bench.eventlog import CHAIN, _destroy, _percentile, _prepare_scripts, _SETUP_SQL, PGBENCH_DATABASE, \
     run_pgbench
 from registry.calendar.service import ensure_seeded, publish_weekdays_through
@@ -262,6 +263,9 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
             async with db.connection() as conn:
                 have = await conn.fetchval("SELECT count(*) FROM event")
             await prefill(db, max(0, events - have))
+            say("extending the Merkle tree over the prefilled log (a running service keeps it current) ...")
+            async with db.connection() as conn:
+                await audit_store.extend(conn)
         investors = market.pop("_investors")
         say("VACUUM ANALYZE and CHECKPOINT, so autovacuum of the fresh million rows does not run during the rounds")
         server.psql("VACUUM (ANALYZE)")

@@ -16,13 +16,17 @@ The projection tables stay the truth; what is remembered is always what a replay
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+import asyncpg
 
 from registry.eventlog.projection import EventRecord
 
 Watcher = Callable[["Memo", EventRecord], None]
 _WATCHERS: dict[str, list[Watcher]] = {}
+Prefetcher = Callable[[asyncpg.Connection, "Memo", Sequence[Any]], Awaitable[None]]
+_PREFETCHERS: list[Prefetcher] = []
 MEMO_LIMIT = 100_000
 """Entries kept before the memory is dropped and rebuilt on demand (bounds the service's size)."""
 
@@ -34,6 +38,19 @@ def watches(*prefixes: str) -> Callable[[Watcher], Watcher]:
             _WATCHERS.setdefault(prefix, []).append(fn)
         return fn
     return register
+
+
+def prefetches(fn: Prefetcher) -> Prefetcher:
+    """Register `fn(conn, memo, handlers)`: before a batch runs, load in a few queries what the batch's
+    memo-only handlers will ask for and the memo lacks (instead of a few queries per command)."""
+    _PREFETCHERS.append(fn)
+    return fn
+
+
+async def prefetch(conn: asyncpg.Connection, memo: Memo, handlers: Sequence[Any]) -> None:
+    if handlers:
+        for fn in _PREFETCHERS:
+            await fn(conn, memo, handlers)
 
 
 class Memo:

@@ -27,7 +27,7 @@ import msgspec
 from registry.clock import business_date
 from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
 from registry.eventlog import canonical, projection
-from registry.eventlog.memo import Memo
+from registry.eventlog.memo import Memo, prefetch
 from registry.eventlog.model import GENESIS_HASH, CanonicalEvent, EventMeta, NewEvent
 from registry.eventlog.projection import EventRecord
 
@@ -318,6 +318,7 @@ class Writer:
             try:
                 replays = await self._load_idempotency(conn, jobs)
                 await self._prefetch_versions(conn, jobs)
+                await prefetch(conn, self.memo, [job.handler for job in jobs if job.memo_only])
                 new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
                 now = self.clock()
                 for job in jobs:

@@ -18,11 +18,11 @@ import asyncpg
 
 from registry.calendar.service import load_calendar
 from registry.calendar.domain import TradingCalendar
-from registry.eventlog.memo import Memo, watches
+from registry.eventlog.memo import Memo, prefetches, watches
 from registry.eventlog.projection import EventRecord
 from registry.eventlog.writer import WriteContext
 from registry.parties.domain import AccountNotFound
-from registry.parties.qualification import QualificationStatus, is_qualified
+from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
 from registry.parties.service import qualification_statuses
 from registry.warrants.domain import AccountFacts, Balance, HolderCapBasis, Lot, SeriesFacts
 
@@ -144,21 +144,57 @@ async def _qualifications(ctx: WriteContext, investor_id: str) -> list[Qualifica
     return statuses
 
 
+_ACCOUNTS_SQL = (
+    "SELECT a.account_id, a.investor_id, a.kind, a.status, coalesce(array_agg(b.investor_id) "
+    "FILTER (WHERE b.investor_id IS NOT NULL), '{}') AS owners FROM account a "
+    "LEFT JOIN account_beneficial_owner b USING (account_id) WHERE a.account_id = $1 GROUP BY a.account_id")
+
+
+def _remember_account(memo: Memo, row: Any) -> _Account:
+    holders = frozenset(row["owners"]) if row["kind"] == "nominee" else frozenset([row["investor_id"]])
+    known = _Account(row["account_id"], row["investor_id"], row["status"], holders)
+    memo.put((ACCOUNT, row["account_id"]), known)
+    return known
+
+
+@prefetches
+async def _prefetch_accounts(conn: asyncpg.Connection, memo: Memo, handlers: Any) -> None:
+    """The accounts a batch's transfers name, and their holders' qualifications: two queries in all."""
+    wanted = sorted({a for h in handlers for a in getattr(h, "accounts", ()) if memo.peek((ACCOUNT, a)) is None})
+    if not wanted:
+        return
+    # LATERAL ... OFFSET 0: a primary-key lookup per account whatever plan the statement cache holds
+    rows = await conn.fetch(
+        "SELECT x.* FROM unnest($1::text[]) AS k(id) CROSS JOIN LATERAL (" + _ACCOUNTS_SQL.replace("$1", "k.id")
+        + " OFFSET 0) AS x", wanted)
+    investors = sorted({i for r in rows for i in (r["investor_id"], *r["owners"])
+                        if memo.peek((QUALIFICATIONS, i)) is None})
+    for r in rows:
+        _remember_account(memo, r)
+    if not investors:
+        return
+    statuses: dict[str, list[QualificationStatus]] = {i: [] for i in investors}
+    for q in await conn.fetch(
+            "SELECT q.* FROM unnest($1::text[]) AS k(id) CROSS JOIN LATERAL (SELECT investor_id, sequence, category, "
+            "evidence_digest, valid_from, valid_until, revoked_on FROM qualification WHERE investor_id = k.id "
+            "OFFSET 0) AS q ORDER BY q.investor_id, q.sequence", investors):
+        statuses[q["investor_id"]].append(QualificationStatus(
+            investor_id=q["investor_id"], category=QualificationCategory(q["category"]),
+            evidence_digest=q["evidence_digest"], valid_from=q["valid_from"], valid_until=q["valid_until"],
+            revoked_on=q["revoked_on"]))
+    for investor, known in statuses.items():
+        memo.put((QUALIFICATIONS, investor), known)
+
+
 async def account(ctx: WriteContext, account_id: str, as_of: dt.date) -> AccountFacts:
     """An account's facts on `as_of`, qualification of every look-through holder included."""
     known: _Account | None = ctx.memo.get((ACCOUNT, account_id))
     if known is None:
         await ctx.read_projections()
-        row = await ctx.conn.fetchrow(
-            "SELECT a.investor_id, a.kind, a.status, coalesce(array_agg(b.investor_id) "
-            "FILTER (WHERE b.investor_id IS NOT NULL), '{}') AS owners FROM account a "
-            "LEFT JOIN account_beneficial_owner b USING (account_id) WHERE a.account_id = $1 GROUP BY a.account_id",
-            account_id)
+        row = await ctx.conn.fetchrow(_ACCOUNTS_SQL, account_id)
         if row is None:
             raise AccountNotFound(f"no account {account_id}", account_id=account_id)
-        holders = frozenset(row["owners"]) if row["kind"] == "nominee" else frozenset([row["investor_id"]])
-        known = _Account(account_id, row["investor_id"], row["status"], holders)
-        ctx.memo.put((ACCOUNT, account_id), known)
+        known = _remember_account(ctx.memo, row)
     qualified = True
     for investor in sorted(known.holders | {known.investor_id}):
         if not is_qualified(await _qualifications(ctx, investor), as_of):

@@ -164,6 +164,7 @@ def transfer(code: str, cmd: domain.Transfer) -> Handler:
                 "to_account": cmd.to_account, "from_balance": d["from_after"], "to_balance": d["to_after"],
                 "holders_after": d["holders_after"]}
     handler.decides_from_memo = True  # type: ignore[attr-defined]
+    handler.accounts = (cmd.from_account, cmd.to_account)  # type: ignore[attr-defined]  # prefetched per batch
     return handler
 
 

@@ -113,6 +113,13 @@ async def check_memory_equals_tables(db: Database, code: str) -> None:
     assert {a: remembered.sender_lots(a) for a in remembered.lots} | {a: fresh.sender_lots(a) for a in fresh.lots} \
         == {a: fresh.sender_lots(a) for a in remembered.lots} | {a: fresh.sender_lots(a) for a in fresh.lots}
     assert {i: list(v) for i, v in remembered.intervals.items()} == {i: list(v) for i, v in fresh.intervals.items()}
+    async with db.connection() as conn:
+        for key, known in list(db.writer.memo._data.items()):
+            if key[0] == hot.ACCOUNT:
+                row = await conn.fetchrow(hot._ACCOUNTS_SQL, key[1])
+                assert (known.investor_id, known.status) == (row["investor_id"], row["status"])
+            elif key[0] == hot.QUALIFICATIONS:
+                assert known == await party_service.qualification_statuses(conn, key[1])
 
 
 command = st.one_of(
