@@ -476,25 +476,34 @@ class Writer:
         return positions
 
     async def _flush(self, conn: asyncpg.Connection, new_keys: dict, now: dt.datetime) -> None:
+        """The batch's events, its new idempotency keys and the live tail's wake-up: one statement."""
+        parts, args = [], []
         if self._rows:
-            # Live-tail readers wake on this; PostgreSQL delivers it only when the batch commits.
-            await conn.execute("SELECT pg_notify($1, $2)", LOG_CHANNEL, str(self._rows[-1][0]))
             columns = [list(column) for column in zip(*self._rows)]
-            await conn.execute(
-                "INSERT INTO event (position, stream_id, stream_version, event_type, schema_version, actor, "
+            parts.append(
+                "e AS (INSERT INTO event (position, stream_id, stream_version, event_type, schema_version, actor, "
                 "recorded_at, effective_date, canonical, hash, prev_hash) "
                 "SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::smallint[], $6::text[], "
-                "$7::timestamptz[], $8::date[], $9::bytea[], $10::bytea[], $11::bytea[]) ORDER BY 1",
-                *columns,
-            )
+                "$7::timestamptz[], $8::date[], $9::bytea[], $10::bytea[], $11::bytea[]) ORDER BY 1)")
+            args += columns
         if new_keys:
             keys = [(job.idempotency, job.meta.command, result) for job, result in new_keys.values()]
-            await conn.execute(
-                "INSERT INTO idempotency_key (scope, key, command, request_hash, response, first_position, "
-                "last_position, created_at) SELECT *, $8::timestamptz FROM unnest($1::text[], $2::text[], "
-                "$3::text[], $4::bytea[], $5::bytea[], $6::bigint[], $7::bigint[])",
-                [i.scope for i, _, _ in keys], [i.key for i, _, _ in keys], [c for _, c, _ in keys],
-                [i.request_hash for i, _, _ in keys], [msgspec.json.encode(r.response) for _, _, r in keys],
-                [r.first_position for _, _, r in keys], [r.last_position for _, _, r in keys], now,
-            )
+            n = len(args)
+            parts.append(
+                "k AS (INSERT INTO idempotency_key (scope, key, command, request_hash, response, first_position, "
+                f"last_position, created_at) SELECT *, ${n + 8}::timestamptz FROM unnest(${n + 1}::text[], "
+                f"${n + 2}::text[], ${n + 3}::text[], ${n + 4}::bytea[], ${n + 5}::bytea[], ${n + 6}::bigint[], "
+                f"${n + 7}::bigint[]))")
+            args += [[i.scope for i, _, _ in keys], [i.key for i, _, _ in keys], [c for _, c, _ in keys],
+                     [i.request_hash for i, _, _ in keys], [msgspec.json.encode(r.response) for _, _, r in keys],
+                     [r.first_position for _, _, r in keys], [r.last_position for _, _, r in keys], now]
+        if not parts:
+            return
+        if self._rows:
+            # Live-tail readers wake on this; PostgreSQL delivers it only when the batch commits.
+            tail = f"SELECT pg_notify(${len(args) + 1}, ${len(args) + 2})"
+            args += [LOG_CHANNEL, str(self._rows[-1][0])]
+        else:
+            tail = "SELECT 1"
+        await conn.execute("WITH " + ", ".join(parts) + " " + tail, *args)
         self._rows = []
