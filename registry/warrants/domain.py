@@ -422,7 +422,7 @@ def decide_register(code: str, terms: SeriesTerms, accounts: dict[str, AccountFa
         if account is None:
             raise TermsInvalid(f"allocation to unknown account {allocation.account_id}",
                                account_id=allocation.account_id)
-        _check_can_receive(account, today)
+        check_can_receive(account, today)
     holders = frozenset().union(*(accounts[a.account_id].holders for a in terms.allocations))
     check_holder_cap(len(holders), terms.max_holders, basis)
     units = sum(a.units for a in terms.allocations)
@@ -444,7 +444,7 @@ def decide_register(code: str, terms: SeriesTerms, accounts: dict[str, AccountFa
     return events
 
 
-def _check_live(series: SeriesFacts, *, allow_suspended: bool = False) -> None:
+def check_live(series: SeriesFacts, *, allow_suspended: bool = False) -> None:
     if series.status not in LIVE:
         raise SeriesNotLive(f"series {series.code} is {series.status}", series_status=str(series.status))
     if series.status is SeriesStatus.suspended and not allow_suspended:
@@ -452,7 +452,7 @@ def _check_live(series: SeriesFacts, *, allow_suspended: bool = False) -> None:
                               suspended_since=str(series.suspended_since))
 
 
-def _check_window(series: SeriesFacts, today: dt.date) -> None:
+def check_window(series: SeriesFacts, today: dt.date) -> None:
     if not series.terms.valid_from <= today <= series.valid_until:
         raise OutsideValidity(
             f"{today} is outside {series.terms.valid_from}..{series.valid_until}",
@@ -461,15 +461,15 @@ def _check_window(series: SeriesFacts, today: dt.date) -> None:
         )
 
 
-def _check_can_send(account: AccountFacts) -> None:
+def check_can_send(account: AccountFacts) -> None:
     if account.status == "frozen":
         raise AccountFrozen(f"account {account.account_id} is frozen", account_id=account.account_id)
     if account.status != "open":
         raise AccountNotUsable(f"account {account.account_id} is {account.status}", account_id=account.account_id)
 
 
-def _check_can_receive(account: AccountFacts, today: dt.date) -> None:
-    _check_can_send(account)
+def check_can_receive(account: AccountFacts, today: dt.date) -> None:
+    check_can_send(account)
     if not account.qualified:
         raise NotQualified(f"account {account.account_id}'s holders are not all qualified investors on {today}",
                            account_id=account.account_id, investor_id=account.investor_id, date=today.isoformat())
@@ -522,8 +522,8 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
                     holders_ever: frozenset[str], sender_lots: list[Lot], today: dt.date, basis: HolderCapBasis,
                     interval_days: int, t_plus_allowed: bool) -> list[NewEvent]:
     """转让: bilateral, one named counterparty, in an allowed mode, between qualified investors."""
-    _check_live(series)
-    _check_window(series, today)
+    check_live(series)
+    check_window(series, today)
     if cmd.units <= 0:
         raise InsufficientUnits("a transfer moves a positive number of units", units=cmd.units)
     if cmd.from_account == cmd.to_account:
@@ -536,8 +536,8 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
                            consideration_fen=cmd.consideration_fen)
     if cmd.agreement_digest is not None and not _is_digest(cmd.agreement_digest):
         raise TermsInvalid("agreement_digest must be a SHA-256 digest", field="agreement_digest")
-    _check_can_send(sender)
-    _check_can_receive(receiver, today)
+    check_can_send(sender)
+    check_can_receive(receiver, today)
     if sender_balance.available < cmd.units:
         raise InsufficientAvailable(
             f"account {sender.account_id} has {sender_balance.available} available units, {cmd.units} requested",
@@ -580,7 +580,7 @@ _MOVES = {
 def decide_balance_move(series: SeriesFacts, kind: str, account_id: str, balance: Balance, cmd: BalanceChange,
                         today: dt.date) -> list[NewEvent]:
     """冻结/解冻, 质押/解除质押 of units on a holding, with the document each rests on."""
-    _check_live(series, allow_suspended=True)
+    check_live(series, allow_suspended=True)
     source, target, event_type = _MOVES[kind]
     if cmd.units <= 0:
         raise InsufficientUnits("a positive number of units", units=cmd.units)
@@ -600,9 +600,9 @@ def decide_balance_move(series: SeriesFacts, kind: str, account_id: str, balance
 def decide_exercise(series: SeriesFacts, cmd: Exercise, *, exercise_id: str, account: AccountFacts,
                     balance: Balance, lots: list[Lot], today: dt.date) -> list[NewEvent]:
     """行权: inside the window, not suspended, only available units; the payment due is recorded."""
-    _check_live(series)
-    _check_window(series, today)
-    _check_can_send(account)
+    check_live(series)
+    check_window(series, today)
+    check_can_send(account)
     if cmd.units <= 0:
         raise InsufficientUnits("exercise a positive number of units", units=cmd.units)
     if balance.available < cmd.units:
@@ -654,7 +654,7 @@ def decide_suspend(series: SeriesFacts, *, filed_on: dt.date, reason: str) -> li
     """The target filed for an IPO (not a NEEQ listing): validity pauses from the filing date."""
     if series.status is SeriesStatus.suspended:
         raise NothingToDo(f"series {series.code} is already suspended", suspended_since=str(series.suspended_since))
-    _check_live(series)
+    check_live(series)
     return [_event("warrant.series_suspended", {"code": series.code, "since": filed_on.isoformat(),
                                                 "reason": reason}, filed_on)]
 
@@ -679,7 +679,7 @@ def decide_ipo_outcome(series: SeriesFacts, *, outcome: str, on: dt.date, reason
 def decide_adjustment(series: SeriesFacts, cmd: Adjustment) -> list[NewEvent]:
     """除权调整 and anti-dilution: entitlement and price per share change together; the price per unit
     (what a holder pays per unit exercised) stays, so the aggregate exercise payment is unchanged."""
-    _check_live(series, allow_suspended=True)
+    check_live(series, allow_suspended=True)
     if not cmd.reason.strip():
         raise AdjustmentInvalid("an adjustment states its reason", field="reason")
     old_entitlement = series.entitlement_per_unit
@@ -728,7 +728,7 @@ def decide_adjustment(series: SeriesFacts, cmd: Adjustment) -> list[NewEvent]:
 
 def decide_cancel(series: SeriesFacts, *, reason: str, today: dt.date) -> list[NewEvent]:
     """注销登记 of every outstanding unit; refused while units are frozen (a court's hold stands)."""
-    _check_live(series, allow_suspended=True)
+    check_live(series, allow_suspended=True)
     if series.frozen_units:
         raise FrozenUnitsPresent(f"{series.frozen_units} units of series {series.code} are frozen",
                                  frozen_units=series.frozen_units)

@@ -28,10 +28,10 @@ from registry.warrants.domain import (
 )
 
 # The rules a transfer and an exercise apply, one by one (the decide_* functions stop at the first).
-_check_live = domain._check_live  # noqa: SLF001
-_check_window = domain._check_window  # noqa: SLF001
-_check_can_send = domain._check_can_send  # noqa: SLF001
-_check_can_receive = domain._check_can_receive  # noqa: SLF001
+check_live = domain.check_live
+check_window = domain.check_window
+check_can_send = domain.check_can_send
+check_can_receive = domain.check_can_receive
 
 _REASONS_ZH = {
     "warrant.series_not_live": "认股权已不在存续期（{series_status}）",
@@ -148,19 +148,19 @@ async def holding_options(conn: asyncpg.Connection, code: str, account_id: str, 
     interval, earliest = await _interval(conn, code, account.investor_id, today)
 
     def live() -> None:
-        _check_live(series)
+        check_live(series)
 
     def window() -> None:
-        _check_window(series, today)
+        check_window(series, today)
 
-    sell = [_reason(e) for e in _collect([live, window, lambda: _check_can_send(account),
+    sell = [_reason(e) for e in _collect([live, window, lambda: check_can_send(account),
                                           lambda: _no_available(balance)])]
     if (r := _interval_check(interval, "sell", interval_days, t_plus_allowed, earliest)) is not None:
         sell.append(r)
-    buy = [_reason(e) for e in _collect([live, window, lambda: _check_can_receive(account, today)])]
+    buy = [_reason(e) for e in _collect([live, window, lambda: check_can_receive(account, today)])]
     if (r := _interval_check(interval, "buy", interval_days, t_plus_allowed, earliest)) is not None:
         buy.append(r)
-    exercise = [_reason(e) for e in _collect([live, window, lambda: _check_can_send(account),
+    exercise = [_reason(e) for e in _collect([live, window, lambda: check_can_send(account),
                                               lambda: _no_available(balance)])]
     modes = "、".join(str(m) for m in series.terms.transfer_modes)
     return HoldingOptions(code=code, account_id=account_id, today=today, balance=balance, actions=[
