@@ -303,6 +303,11 @@ class Writer:
         if self._conn is None or self._conn.is_closed():
             # One long-lived connection: no pool round trips (acquire, reset) per batch.
             self._conn = await self._pool.acquire()
+            # Everything the writer reads is a lookup by key. Statistics taken while a table was small (a new
+            # market, or right after a bulk load) made the planner scan the idempotency keys for every batch
+            # until autoanalyze caught up; on this connection an index is always preferred (the pool resets
+            # the setting when the connection goes back).
+            await self._conn.execute("SET enable_seqscan = off")
         conn = self._conn
         async with conn.transaction():
             head = await conn.fetchrow("SELECT head_position, head_hash FROM writer_begin($1)", WRITER_LOCK)

@@ -108,9 +108,11 @@ async def transferred_together(conn: asyncpg.Connection, events: list[EventRecor
     touched = {(e.data["code"], e.data[side]) for e in events for side in ("from_account", "to_account")}
     rows: dict[tuple[str, str], list] = {}
     for r in await conn.fetch(
-            "SELECT h.series_code, h.account_id, h.investor_id, h.cost_fen, h.holders FROM holding h "
-            "JOIN unnest($1::text[], $2::text[]) AS k(code, account) ON h.series_code = k.code "
-            "AND h.account_id = k.account", [c for c, _ in touched], [a for _, a in touched]):
+            # LATERAL ... OFFSET 0: a primary-key lookup per holding whatever plan the statement cache holds
+            "SELECT h.* FROM unnest($1::text[], $2::text[]) AS k(code, account) CROSS JOIN LATERAL ("
+            "SELECT series_code, account_id, investor_id, cost_fen, holders FROM holding "
+            "WHERE series_code = k.code AND account_id = k.account OFFSET 0) AS h",
+            [c for c, _ in touched], [a for _, a in touched]):
         # investor, available, pledged, frozen, cost, holders, position (balances are set by the events)
         rows[(r["series_code"], r["account_id"])] = [r["investor_id"], 0, 0, 0, r["cost_fen"], list(r["holders"]), 0]
     changed: dict[tuple[str, str], list] = {}
