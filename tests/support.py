@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 
 TEST_TODAY = dt.date(2026, 11, 26)
 """The business date API and integration tests run on, whatever the wall clock says: a Thursday
@@ -44,3 +46,15 @@ def tianjin_uscc(n: int) -> str:
 
 
 DIGEST = "ab" * 32
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a `registry` process a test starts: none of the runner's REGISTRY_* or DATABASE_URL."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "DATABASE_URL"}

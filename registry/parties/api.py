@@ -115,7 +115,7 @@ class InvestorController(Controller):
     async def statuses(self, request: Request, state: State, investor_id: FromPath[str],
                        as_of: FromQuery[dt.date | None] = None) -> QualificationReport:
         ensure_own(identity_of(request), Role.investor, investor_id)
-        day = as_of or business_date(dt.datetime.now(dt.timezone.utc))
+        day = as_of or business_date(state.db.writer.clock())  # the business date's one seam
         async with state.db.connection() as conn:
             await service.get_investor(conn, investor_id)
             items = await service.qualifications(conn, investor_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 
 import httpx
 import pytest
 
-from support import DIGEST, auth, tianjin_uscc
+from support import DIGEST, TEST_TODAY, auth, tianjin_uscc
+from warrant_fixtures import travel
 
 _keys = itertools.count()
 RICH = {"financial_assets_fen": 60_000_000, "investment_experience_years": 3}
@@ -151,6 +153,20 @@ async def test_qualified_status_holds_inside_its_window_until_revoked(client: ht
     twice = await client.post(f"/investors/{investor}/qualifications/1/revocations", headers=op(),
                               json={"revoked_on": "2026-07-01", "reason": "again"})
     assert twice.status_code == 422 and twice.json()["code"] == "qualification.already_revoked"
+
+
+async def test_without_a_date_qualification_is_judged_on_the_markets_business_date(
+        client: httpx.AsyncClient, db) -> None:
+    investor = await new_investor(client)
+    await client.post(f"/investors/{investor}/qualifications", headers=op(), json={
+        "category": "natural_person", "evidence_digest": DIGEST, "valid_from": "2026-01-01",
+        "valid_until": "2026-12-31", "figures": RICH})
+    today = await client.get(f"/investors/{investor}/qualifications", headers=op())
+    assert (today.json()["as_of"], today.json()["qualified"]) == (TEST_TODAY.isoformat(), True)
+    travel(db, days=60)  # the business date moves past the status' last day
+    later = await client.get(f"/investors/{investor}/qualifications", headers=op())
+    assert (later.json()["as_of"], later.json()["qualified"]) == (
+        (TEST_TODAY + dt.timedelta(days=60)).isoformat(), False)
 
 
 async def test_a_qualification_with_a_bad_digest_or_window_is_refused(client: httpx.AsyncClient) -> None:

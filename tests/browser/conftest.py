@@ -26,12 +26,11 @@ import asyncpg
 import httpx
 import pytest
 
-from e2e.test_server import _env, free_port
 from registry.access.tokens import Role
 from registry.db.database import APP_ROLE
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.demo import load_demo
-from support import TEST_KEY_PEM, TOKENS
+from support import TEST_KEY_PEM, TOKENS, free_port, subprocess_env
 
 CHROMIUM = Path(os.environ.get("REGISTRY_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -81,7 +80,7 @@ async def served(pg_server: EmbeddedPostgres, settings) -> AsyncIterator[Served]
     await load_demo(settings, app_dsn)
     keys = Path(tempfile.mkdtemp(prefix="registry-browser-"))
     port = free_port()
-    env = {**_env(), "DATABASE_URL": app_dsn, "DATABASE_OWNER_URL": owner_dsn, "REGISTRY_DATA_DIR": str(keys),
+    env = {**subprocess_env(), "DATABASE_URL": app_dsn, "DATABASE_OWNER_URL": owner_dsn, "REGISTRY_DATA_DIR": str(keys),
            "REGISTRY_TOKEN_KEY": TEST_KEY_PEM, "REGISTRY_CHECKPOINT_KEY": TEST_KEY_PEM}
     log = keys / "serve.log"
     with log.open("w") as out:

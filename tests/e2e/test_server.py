@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,25 +16,14 @@ import httpx
 import pytest
 
 from registry.db.embedded import EmbeddedPostgres
-from support import DIGEST
+from support import DIGEST, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def registry(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "registry.cli", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=120, check=check, env=_env())
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "DATABASE_URL"}
-    return env
+                          capture_output=True, text=True, timeout=120, check=check, env=subprocess_env())
 
 
 class Server:
@@ -46,7 +34,7 @@ class Server:
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=_env())
+            stdout=self.log, stderr=subprocess.STDOUT, env=subprocess_env())
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -192,7 +180,7 @@ def test_a_regulator_verifies_an_exported_log_offline_against_a_signed_checkpoin
 def test_serve_on_an_external_database_migrates_as_the_owner_and_leaves_that_server_running(dsns, pg_server) -> None:
     port = free_port()
     keys = Path(tempfile.mkdtemp(prefix="registry-e2e-keys-"))
-    env = {**_env(), "DATABASE_URL": dsns.app, "DATABASE_OWNER_URL": dsns.owner, "REGISTRY_DATA_DIR": str(keys)}
+    env = {**subprocess_env(), "DATABASE_URL": dsns.app, "DATABASE_OWNER_URL": dsns.owner, "REGISTRY_DATA_DIR": str(keys)}
     proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
