@@ -160,7 +160,18 @@ def _remember_account(memo: Memo, row: Any) -> _Account:
 @prefetches
 async def _prefetch_accounts(conn: asyncpg.Connection, memo: Memo, handlers: Any) -> None:
     """The accounts a batch's transfers name, and their holders' qualifications: two queries in all."""
-    wanted = sorted({a for h in handlers for a in getattr(h, "accounts", ()) if memo.peek((ACCOUNT, a)) is None})
+    await _load_accounts(conn, memo, {a for h in handlers for a in getattr(h, "accounts", ())})
+
+
+async def accounts(ctx: WriteContext, account_ids: list[str], as_of: dt.date) -> dict[str, AccountFacts]:
+    """Many accounts' facts on `as_of` (a series' initial allocation): what the memo lacks in two queries."""
+    await ctx.read_projections()
+    await _load_accounts(ctx.conn, ctx.memo, set(account_ids))
+    return {a: await account(ctx, a, as_of) for a in account_ids}
+
+
+async def _load_accounts(conn: asyncpg.Connection, memo: Memo, account_ids: set[str]) -> None:
+    wanted = sorted(a for a in account_ids if memo.peek((ACCOUNT, a)) is None)
     if not wanted:
         return
     # LATERAL ... OFFSET 0: a primary-key lookup per account whatever plan the statement cache holds

@@ -100,9 +100,7 @@ async def register(ctx: WriteContext, terms: SeriesTerms, approval_id: str) -> d
         raise EnterpriseNotFound(f"no enterprise {terms.target_uscc}", uscc=terms.target_uscc)
     count = await ctx.conn.fetchval("SELECT count(*) FROM warrant_series")
     code = f"WR{count + 1:06d}"
-    accounts = {}
-    for allocation in terms.allocations:
-        accounts[allocation.account_id] = await account_facts(ctx.conn, allocation.account_id, ctx.business_date)
+    accounts = await hot.accounts(ctx, [a.account_id for a in terms.allocations], ctx.business_date)
     events = domain.decide_register(code, terms, accounts, approval_id=approval_id, today=ctx.business_date,
                                     legal_form=legal_form, basis=HolderCapBasis(ctx.settings.holder_cap_basis),
                                     position=ctx.next_position)
