@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from registry.eventlog import store
+from registry.eventlog import canonical
 from registry.eventlog.model import StoredEvent
 from registry.warrants.service import series_stream
 
@@ -83,15 +83,18 @@ def _line(e: StoredEvent, account_id: str) -> HistoryLine | None:
 
 
 async def holding_history(conn: asyncpg.Connection, code: str, account_id: str) -> list[HistoryLine]:
-    """The series' events that touch the account, and those that change the whole series, in log order."""
-    lines: list[HistoryLine] = []
-    after = None
-    while True:
-        events = await store.read_events(conn, after=after, stream=series_stream(code), limit=1000)
-        lines.extend(line for e in events if (line := _line(e, account_id)) is not None)
-        if len(events) < 1000:
-            return lines
-        after = events[-1].position
+    """The series' events that touch the account, and those that change the whole series, in log order.
+
+    A busy series has many thousands of events: the database picks out the ones whose stored bytes
+    name the account (as a JSON string) or that change the whole series, and only those are decoded;
+    `_line` then decides exactly.
+    """
+    rows = await conn.fetch(
+        "SELECT canonical, hash FROM event WHERE stream_id = $1 "
+        "AND (position($2::bytea IN canonical) > 0 OR event_type = ANY($3::text[])) ORDER BY position",
+        series_stream(code), msgspec.json.encode(account_id), sorted(_SERIES_WIDE))
+    events = (canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows)
+    return [line for e in events if (line := _line(e, account_id)) is not None]
 
 
 class SeriesAttention(msgspec.Struct, kw_only=True, frozen=True):
