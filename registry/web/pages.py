@@ -11,9 +11,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
@@ -25,9 +27,10 @@ from registry.approvals import service as approvals
 from registry.audit import merkle
 from registry.audit import store as audit_store
 from registry.clock import SHANGHAI, business_date
-from registry.errors import BadRequest, Forbidden, NotFound, RegistryError, Unauthenticated
+from registry.errors import BadRequest, NotFound, RegistryError, Unauthenticated
 from registry.eventlog import store
 from registry.http.pagination import MAX_POSITION, position_cursor
+from registry.http.problems import EXCEPTION_HANDLERS
 from registry.listing import service as listing
 from registry.listing.domain import STAGE_NAMES, Stage
 from registry.parties import service as parties
@@ -49,7 +52,7 @@ HOME_LINKS = {
                      ("/ui/series-attention", "需处理的认股权", "series needing action")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
-REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 422: "业务规则不允许"}
+REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)
@@ -87,19 +90,23 @@ def _unauthenticated(request: Request, exc: Exception) -> Response[Any]:
     return Redirect(path="/ui/sign-in")
 
 
-def _refused(request: Request, exc: RegistryError) -> Template:
-    status = 403 if isinstance(exc, Forbidden) else 400 if isinstance(exc, BadRequest) else 422
-    if isinstance(exc, RegistryError) and exc.code.endswith("not_found"):
-        status = 404
+def _refused(request: Request, exc: Exception) -> Template:
+    """The problem the API would answer for the same error (status, title, detail), drawn as a page."""
+    handler = next(EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS)
+    problem = handler(request, exc).content
+    status = problem["status"]
     return _page("refused.html.j2", "无法显示", "cannot show this page", request, status=status,
-                 problem_zh=REFUSALS_ZH[status], problem=f"{exc.title} — {exc.detail}")
+                 problem_zh=REFUSALS_ZH.get(status, "无法完成请求"),
+                 problem=f"{problem['title']} — {problem['detail']}")
 
 
 class PageController(Controller):
     path = "/ui"
     tags = ["pages"]
     include_in_schema = False
-    exception_handlers = {Unauthenticated: _unauthenticated, RegistryError: _refused}  # noqa: RUF012
+    # every refusal a page can meet, including a query parameter of the wrong type or out of range
+    exception_handlers = {Unauthenticated: _unauthenticated, RegistryError: _refused,  # noqa: RUF012
+                          HTTPException: _refused, OverflowError: _refused, asyncpg.DataError: _refused}
 
     @get("/sign-in", opt=public())
     async def sign_in_form(self, request: Request) -> Template:

@@ -123,3 +123,17 @@ async def test_the_regulator_filters_events_by_day_and_downloads_the_verifier_ke
     assert '<tr id="event-0" class="bad">' in highlighted.text
     key = await client.get("/ui/audit/checkpoint-key.txt")
     assert key.status_code == 200 and key.text.startswith("registry.tjotc.example/log+")
+
+
+async def test_a_malformed_or_out_of_range_query_on_a_page_is_refused_with_the_refusal_page(
+        client: httpx.AsyncClient) -> None:
+    await sign_in(client, Role.regulator, "examiner-1")
+    for url in ("/ui/events?until=9999-12-31", "/ui/events?since=0001-01-01", "/ui/events?highlight=-1",
+                "/ui/events?highlight=abc", "/ui/events?stream=%00", "/ui/audit?from=abc",
+                "/ui/audit?position=99999999999999999999", "/ui/pipeline?as_of=9999-12-31",
+                "/ui/series-attention?days=-1", "/ui/enterprise?uscc=%00"):
+        r = await client.get(url)
+        assert r.status_code == 400, url
+        assert r.headers["content-type"].startswith("text/html") and 'id="refused"' in r.text, url
+    missing = await client.get("/ui/audit/checkpoint.txt")
+    assert missing.status_code == 404 and 'id="refused"' in missing.text
