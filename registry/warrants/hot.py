@@ -33,7 +33,7 @@ CALENDAR = ("calendar",)
 
 
 class HotSeries:
-    """One series as its transfers need it; `apply_transfer` mirrors project_warrant_transferred()."""
+    """One series as its transfers need it; `apply_transfer` mirrors the transfer projection (registry.warrants.projection)."""
 
     __slots__ = ("facts", "basis", "balances", "account_holders", "holder_accounts", "holders_ever", "lots",
                  "intervals")

@@ -90,32 +90,43 @@ async def rights_confirmed(conn: asyncpg.Connection, e: EventRecord) -> None:
                        "AND account_id = $2", e.data["code"], e.data["account_id"], e.recorded_at, e.position)
 
 
+class _Holding:
+    """One holding row as a batch of transfers leaves it."""
+
+    __slots__ = ("investor", "available", "pledged", "frozen", "cost", "holders", "position")
+
+    def __init__(self, investor: str, cost: int, holders: list[str]) -> None:
+        self.investor, self.cost, self.holders = investor, cost, holders
+        self.available = self.pledged = self.frozen = self.position = 0
+
+    def set_balance(self, after: dict[str, int], position: int) -> None:
+        self.available, self.pledged, self.frozen = after["available"], after["pledged"], after["frozen"]
+        self.position = position
+
+
 @projects("warrant.transferred")
 async def transferred(conn: asyncpg.Connection, e: EventRecord) -> None:
-    # The hot path: one call to project_warrant_transferred() (SQL beside its migration) does it all.
-    await conn.execute("SELECT project_warrant_transferred($1::jsonb, $2, $3)", msgspec.json.encode(e.data).decode(),
-                       e.position, e.effective_date)
+    await transferred_together(conn, [e])  # one transfer is a batch of one: the rules live in one place
 
 
 @projects_in_batches("warrant.transferred")
 async def transferred_together(conn: asyncpg.Connection, events: list[EventRecord]) -> None:
-    """A batch's transfers, folded here into their net effect and written by a few set-based statements.
+    """Transfers, in log order, folded into their net effect and written by a few set-based statements.
 
-    Mirrors project_warrant_transferred() applied to each event in log order (the rebuild, which
-    applies them one by one, checks that the tables come out the same). Only the cost basis needs
-    reading first: it moves by proportion, so it is carried forward event by event.
+    The writer applies a batch's transfers here together; a rebuild applies them one at a time.
+    Only the cost basis needs reading first: it moves by proportion, so it is carried forward
+    event by event (a sale takes its share of the sender's cost, a purchase adds what was paid).
     """
     touched = {(e.data["code"], e.data[side]) for e in events for side in ("from_account", "to_account")}
-    rows: dict[tuple[str, str], list] = {}
+    rows: dict[tuple[str, str], _Holding] = {}
     for r in await conn.fetch(
             # LATERAL ... OFFSET 0: a primary-key lookup per holding whatever plan the statement cache holds
             "SELECT h.* FROM unnest($1::text[], $2::text[]) AS k(code, account) CROSS JOIN LATERAL ("
             "SELECT series_code, account_id, investor_id, cost_fen, holders FROM holding "
             "WHERE series_code = k.code AND account_id = k.account OFFSET 0) AS h",
             [c for c, _ in touched], [a for _, a in touched]):
-        # investor, available, pledged, frozen, cost, holders, position (balances are set by the events)
-        rows[(r["series_code"], r["account_id"])] = [r["investor_id"], 0, 0, 0, r["cost_fen"], list(r["holders"]), 0]
-    changed: dict[tuple[str, str], list] = {}
+        rows[(r["series_code"], r["account_id"])] = _Holding(r["investor_id"], r["cost_fen"], list(r["holders"]))
+    changed: dict[tuple[str, str], _Holding] = {}
     lots: dict[str, list] = {}
     retired: list[str] = []
     intervals: dict[tuple[str, str], list] = {}
@@ -126,17 +137,15 @@ async def transferred_together(conn: asyncpg.Connection, events: list[EventRecor
         if sender is not None:
             before_total = sum(d["from_before"].values())
             if before_total > 0:
-                sender[4] -= sender[4] * d["units"] // before_total
-            sender[1:4] = d["from_after"]["available"], d["from_after"]["pledged"], d["from_after"]["frozen"]
-            sender[6] = e.position
+                sender.cost -= sender.cost * d["units"] // before_total
+            sender.set_balance(d["from_after"], e.position)
             changed[(code, d["from_account"])] = sender
         receiver = rows.get((code, d["to_account"]))
         if receiver is None:
-            receiver = rows[(code, d["to_account"])] = [d["to_investor"], 0, 0, 0, 0, [], 0]
-        receiver[1:4] = d["to_after"]["available"], d["to_after"]["pledged"], d["to_after"]["frozen"]
-        receiver[4] += d["consideration_fen"]
-        receiver[5] = list(d["receiver_holders"])
-        receiver[6] = e.position
+            receiver = rows[(code, d["to_account"])] = _Holding(d["to_investor"], 0, [])
+        receiver.set_balance(d["to_after"], e.position)
+        receiver.cost += d["consideration_fen"]
+        receiver.holders = list(d["receiver_holders"])
         changed[(code, d["to_account"])] = receiver
         for holder in d["receiver_holders"]:
             ever[(code, holder)] = None
@@ -151,19 +160,19 @@ async def transferred_together(conn: asyncpg.Connection, events: list[EventRecor
         if d["from_investor"] != d["to_investor"]:
             intervals.setdefault((code, d["from_investor"]), [None, None])[1] = e.effective_date
             intervals.setdefault((code, d["to_investor"]), [None, None])[0] = e.effective_date
-    h = list(changed.items())
+    keys, holdings = list(changed), list(changed.values())
     lot_rows = list(lots.values())
     await conn.execute(
         "SELECT project_warrant_transfer_batch($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13, $14, "
         "$15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
-        [k[0] for k, _ in h], [k[1] for k, _ in h], [r[0] for _, r in h], [r[1] for _, r in h],
-        [r[2] for _, r in h], [r[3] for _, r in h], [r[4] for _, r in h],
-        msgspec.json.encode([r[5] for _, r in h]).decode(), [r[6] for _, r in h],
+        [c for c, _ in keys], [a for _, a in keys], [h.investor for h in holdings], [h.available for h in holdings],
+        [h.pledged for h in holdings], [h.frozen for h in holdings], [h.cost for h in holdings],
+        msgspec.json.encode([h.holders for h in holdings]).decode(), [h.position for h in holdings],
         *([row[i] for row in lot_rows] for i in range(8)),
         retired,
-        [k[0] for k in intervals], [k[1] for k in intervals], [v[0] for v in intervals.values()],
+        [c for c, _ in intervals], [i for _, i in intervals], [v[0] for v in intervals.values()],
         [v[1] for v in intervals.values()],
-        [k[0] for k in ever], [k[1] for k in ever],
+        [c for c, _ in ever], [h for _, h in ever],
     )
 
 

@@ -257,3 +257,38 @@ async def test_another_writer_on_the_same_database_makes_the_first_forget(market
     assert refused.value.figures["available"] == 5
     await run(db, _transfer(code, accounts[0], accounts[1], 5))
     await check_projection_equals_replay(db, code)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one by one", "in one batch"])
+async def test_cost_basis_moves_by_proportion_out_and_by_consideration_in(market, together) -> None:
+    """持仓成本: a sale takes its share of the sender's cost; a purchase adds what the buyer paid."""
+    db, accounts = market
+    terms = {"target_uscc": TARGET, "name": f"成本认股权{next(_series)}", "underlying": "shares",
+             "entitlement_per_unit": "1", "exercise_price_per_unit": "3.00",
+             "valid_from": (TEST_TODAY - dt.timedelta(days=1)).isoformat(),
+             "valid_until": (TEST_TODAY + dt.timedelta(days=400)).isoformat(), "exercise_method": "capital_increase",
+             "transfer_modes": ["private_agreement"],
+             "allocations": [{"account_id": accounts[0], "units": 1000, "subscription_price_per_unit": "2.00"}]}
+    approval = (await run(db, approvals.request_approval(approvals_domain.RequestApproval(
+        action="warrant.register", payload=terms, reason="test"))))["approval_id"]
+    code = (await run(db, approvals.approve(approval, approvals_domain.Decide(reason="ok")), SECOND))["outcome"]["code"]
+    moves = [(0, 1, 100, 10_000), (1, 2, 40, 5_000), (1, 3, 7, 0), (0, 3, 900, 1)]
+    handlers = [service.transfer(code, domain.Transfer(
+        from_account=accounts[a], to_account=accounts[b], units=units, mode=domain.TransferMode.private_agreement,
+        price_per_unit=Decimal("1"), consideration_fen=paid)) for a, b, units, paid in moves]
+    if together:
+        await asyncio.gather(*(db.writer.execute(h, OPERATOR, savepoint=False) for h in handlers))
+    else:
+        for h in handlers:
+            await db.writer.execute(h, OPERATOR, savepoint=False)
+    async with db.connection() as conn:
+        costs = {r["account_id"]: (r["available"], r["cost_fen"]) for r in await conn.fetch(
+            "SELECT account_id, available, cost_fen FROM holding WHERE series_code = $1", code)}
+    assert costs == {
+        accounts[0]: (0, 0),                    # 200,000 − 20,000 (100 of 1,000) − 180,000 (900 of 900)
+        accounts[1]: (53, 5_300),               # 10,000 − 4,000 (40 of 100) − 700 (7 of 60)
+        accounts[2]: (40, 5_000),
+        accounts[3]: (907, 1),
+    }
+    async with db.connection() as conn:
+        assert (await rebuild(conn)).differences == []
