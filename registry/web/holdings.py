@@ -9,13 +9,13 @@ where that is knowable (the 5-trading-day holding interval).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from registry.calendar.domain import CalendarError
+from registry.calendar.domain import CalendarError, TradingCalendar
 from registry.calendar.service import load_calendar
 from registry.errors import RegistryError
 from registry.warrants import domain
@@ -25,13 +25,8 @@ from registry.warrants.domain import (
     Balance,
     InsufficientAvailable,
     IntervalFacts,
+    SeriesFacts,
 )
-
-# The rules a transfer and an exercise apply, one by one (the decide_* functions stop at the first).
-check_live = domain.check_live
-check_window = domain.check_window
-check_can_send = domain.check_can_send
-check_can_receive = domain.check_can_receive
 
 _REASONS_ZH = {
     "warrant.series_not_live": "认股权已不在存续期（{series_status}）",
@@ -98,30 +93,21 @@ def _no_available(balance: Balance) -> None:
             "nor exercise", available=balance.available, pledged=balance.pledged, frozen=balance.frozen, requested=1)
 
 
-async def _interval(conn: asyncpg.Connection, code: str, investor_id: str, today: dt.date,
-                    ) -> tuple[IntervalFacts, Callable[[dt.date, int], dt.date | None]]:
-    row = await conn.fetchrow("SELECT last_buy, last_sell FROM trade_interval WHERE series_code = $1 "
-                              "AND investor_id = $2", code, investor_id)
-    calendar = await load_calendar(conn)
-
+def _intervals(rows: list[asyncpg.Record], calendar: TradingCalendar, today: dt.date,
+               ) -> dict[tuple[str, str], IntervalFacts]:
+    """Each (series, investor)'s last buy and sell, with the trading days since them (none if unknowable)."""
     def since(day: dt.date | None) -> int | None:
         return None if day is None else calendar.trading_days_between(day, today)
 
-    def earliest(day: dt.date, n: int) -> dt.date | None:
+    found = {}
+    for row in rows:
         try:
-            return calendar.add_trading_days(day, n)
+            found[(row["series_code"], row["investor_id"])] = IntervalFacts(
+                last_buy=row["last_buy"], last_sell=row["last_sell"], trading_days_since_buy=since(row["last_buy"]),
+                trading_days_since_sell=since(row["last_sell"]))
         except CalendarError:
-            return None  # beyond the published calendar: the day is not yet knowable
-
-    if row is None:
-        return IntervalFacts(), earliest
-    try:
-        facts = IntervalFacts(last_buy=row["last_buy"], last_sell=row["last_sell"],
-                              trading_days_since_buy=since(row["last_buy"]),
-                              trading_days_since_sell=since(row["last_sell"]))
-    except CalendarError:
-        facts = IntervalFacts()
-    return facts, earliest
+            pass  # beyond the published calendar: as if no trade were known
+    return found
 
 
 def _interval_check(interval: IntervalFacts, side: str, minimum: int, t_plus_allowed: bool,
@@ -142,25 +128,59 @@ def _interval_check(interval: IntervalFacts, side: str, minimum: int, t_plus_all
 async def holding_options(conn: asyncpg.Connection, code: str, account_id: str, *, today: dt.date,
                           interval_days: int, t_plus_allowed: bool) -> HoldingOptions:
     """Transfer out, receive more, exercise: allowed today or not, with every reason the rules give."""
-    series = await warrants.series_facts(conn, code)
-    account: AccountFacts = await warrants.account_facts(conn, account_id, today)
-    balance = await warrants.holding_balance(conn, code, account_id)
-    interval, earliest = await _interval(conn, code, account.investor_id, today)
+    found = await options_for(conn, [(code, account_id)], today=today, interval_days=interval_days,
+                              t_plus_allowed=t_plus_allowed)
+    return found[(code, account_id)]
 
+
+async def options_for(conn: asyncpg.Connection, holdings: Iterable[tuple[str, str]], *, today: dt.date,
+                      interval_days: int, t_plus_allowed: bool) -> dict[tuple[str, str], HoldingOptions]:
+    """`holding_options` for several (series, account) holdings: the calendar, each series' and each
+    account's facts and the holding intervals are read once for all of them."""
+    keys = list(dict.fromkeys(holdings))
+    if not keys:
+        return {}
+    series = {code: await warrants.series_facts(conn, code) for code in dict.fromkeys(c for c, _ in keys)}
+    accounts: dict[str, AccountFacts] = {
+        a: await warrants.account_facts(conn, a, today) for a in dict.fromkeys(a for _, a in keys)}
+    calendar = await load_calendar(conn)
+    rows = await conn.fetch("SELECT series_code, investor_id, last_buy, last_sell FROM trade_interval "
+                            "WHERE series_code = ANY($1::text[]) AND investor_id = ANY($2::text[])",
+                            list(series), sorted({a.investor_id for a in accounts.values()}))
+    intervals = _intervals(rows, calendar, today)
+
+    def earliest(day: dt.date, n: int) -> dt.date | None:
+        try:
+            return calendar.add_trading_days(day, n)
+        except CalendarError:
+            return None  # beyond the published calendar: the day is not yet knowable
+
+    found = {}
+    for code, account_id in keys:
+        account = accounts[account_id]
+        found[(code, account_id)] = _options(
+            code, account_id, today, series[code], account, await warrants.holding_balance(conn, code, account_id),
+            intervals.get((code, account.investor_id), IntervalFacts()), earliest, interval_days, t_plus_allowed)
+    return found
+
+
+def _options(code: str, account_id: str, today: dt.date, series: SeriesFacts, account: AccountFacts,
+             balance: Balance, interval: IntervalFacts, earliest: Callable[[dt.date, int], dt.date | None],
+             interval_days: int, t_plus_allowed: bool) -> HoldingOptions:
     def live() -> None:
-        check_live(series)
+        domain.check_live(series)
 
     def window() -> None:
-        check_window(series, today)
+        domain.check_window(series, today)
 
-    sell = [_reason(e) for e in _collect([live, window, lambda: check_can_send(account),
+    sell = [_reason(e) for e in _collect([live, window, lambda: domain.check_can_send(account),
                                           lambda: _no_available(balance)])]
     if (r := _interval_check(interval, "sell", interval_days, t_plus_allowed, earliest)) is not None:
         sell.append(r)
-    buy = [_reason(e) for e in _collect([live, window, lambda: check_can_receive(account, today)])]
+    buy = [_reason(e) for e in _collect([live, window, lambda: domain.check_can_receive(account, today)])]
     if (r := _interval_check(interval, "buy", interval_days, t_plus_allowed, earliest)) is not None:
         buy.append(r)
-    exercise = [_reason(e) for e in _collect([live, window, lambda: check_can_send(account),
+    exercise = [_reason(e) for e in _collect([live, window, lambda: domain.check_can_send(account),
                                               lambda: _no_available(balance)])]
     modes = "、".join(str(m) for m in series.terms.transfer_modes)
     return HoldingOptions(code=code, account_id=account_id, today=today, balance=balance, actions=[

@@ -147,16 +147,12 @@ class PageController(Controller):
             accounts = await parties.list_accounts(conn, investor_id=investor, after=None, limit=500)
             items = await warrants.positions(conn, investor, after=None, limit=500, today=today,
                                              stale_after_days=state.settings.valuation_stale_after_days)
-            options = {(p.code, p.account_id): await self._options(conn, state, p.code, p.account_id, today)
-                       for p in items}
+            options = await holdings.options_for(
+                conn, ((p.code, p.account_id) for p in items), today=today,
+                interval_days=state.settings.holding_interval_trading_days,
+                t_plus_allowed=state.settings.holding_interval_t_plus_allowed)
         return _page("positions.html.j2", "账户与持仓", "accounts and positions", request, investor=person,
                      investor_id=investor, accounts=accounts, positions=items, options=options, today=today)
-
-    @staticmethod
-    async def _options(conn: Any, state: State, code: str, account_id: str, today: dt.date) -> holdings.HoldingOptions:
-        return await holdings.holding_options(conn, code, account_id, today=today,
-                                              interval_days=state.settings.holding_interval_trading_days,
-                                              t_plus_allowed=state.settings.holding_interval_t_plus_allowed)
 
     @get("/holdings/{code:str}/{account_id:str}", opt=allow(*READ_ALL, own=(Role.investor,)))
     async def holding(self, request: Request, state: State, code: FromPath[str], account_id: FromPath[str]) -> Template:
@@ -171,7 +167,9 @@ class PageController(Controller):
                 conn, account.investor_id, after=None, limit=500, today=today,
                 stale_after_days=state.settings.valuation_stale_after_days)
                 if p.code == code and p.account_id == account_id), None)
-            options = await self._options(conn, state, code, account_id, today)
+            options = await holdings.holding_options(
+                conn, code, account_id, today=today, interval_days=state.settings.holding_interval_trading_days,
+                t_plus_allowed=state.settings.holding_interval_t_plus_allowed)
             history = await reads.holding_history(conn, code, account_id)
         return _page("holding.html.j2", "持仓明细", "holding", request, series=series, account=account,
                      position=position, options=options, history=history, today=today)
