@@ -58,25 +58,15 @@ class Memo:
 
     def __init__(self) -> None:
         self._data: dict[tuple[Any, ...], Any] = {}
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: tuple[Any, ...]) -> Any:
-        value = self._data.get(key)
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return value
+        """The remembered value, None when the writer does not remember it."""
+        return self._data.get(key)
 
     def put(self, key: tuple[Any, ...], value: Any) -> None:
         if len(self._data) >= MEMO_LIMIT:
             self._data.clear()
         self._data[key] = value
-
-    def peek(self, key: tuple[Any, ...]) -> Any:
-        """The remembered value, without counting a hit or miss (for watchers)."""
-        return self._data.get(key)
 
     def forget(self, key: tuple[Any, ...]) -> None:
         self._data.pop(key, None)

@@ -23,7 +23,6 @@ from registry.eventlog.projection import EventRecord
 from registry.eventlog.writer import WriteContext
 from registry.parties.domain import AccountNotFound
 from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
-from registry.parties.service import qualification_statuses
 from registry.warrants.domain import AccountFacts, Balance, HolderCapBasis, Lot, SeriesFacts
 
 SERIES = "warrant-series"
@@ -135,26 +134,16 @@ class _Account:
         self.account_id, self.investor_id, self.status, self.holders = account_id, investor_id, status, holders
 
 
-async def _qualifications(ctx: WriteContext, investor_id: str) -> list[QualificationStatus]:
-    statuses = ctx.memo.get((QUALIFICATIONS, investor_id))
-    if statuses is None:
-        await ctx.read_projections()
-        statuses = await qualification_statuses(ctx.conn, investor_id)
-        ctx.memo.put((QUALIFICATIONS, investor_id), statuses)
-    return statuses
-
-
 _ACCOUNTS_SQL = (
     "SELECT a.account_id, a.investor_id, a.kind, a.status, coalesce(array_agg(b.investor_id) "
     "FILTER (WHERE b.investor_id IS NOT NULL), '{}') AS owners FROM account a "
-    "LEFT JOIN account_beneficial_owner b USING (account_id) WHERE a.account_id = $1 GROUP BY a.account_id")
+    "LEFT JOIN account_beneficial_owner b USING (account_id) WHERE a.account_id = k.id GROUP BY a.account_id")
 
 
-def _remember_account(memo: Memo, row: Any) -> _Account:
+def _remember_account(memo: Memo, row: Any) -> None:
     holders = frozenset(row["owners"]) if row["kind"] == "nominee" else frozenset([row["investor_id"]])
     known = _Account(row["account_id"], row["investor_id"], row["status"], holders)
     memo.put((ACCOUNT, row["account_id"]), known)
-    return known
 
 
 @prefetches
@@ -170,18 +159,33 @@ async def accounts(ctx: WriteContext, account_ids: list[str], as_of: dt.date) ->
     return {a: await account(ctx, a, as_of) for a in account_ids}
 
 
+async def account(ctx: WriteContext, account_id: str, as_of: dt.date) -> AccountFacts:
+    """An account's facts on `as_of`, qualification of every look-through holder included."""
+    known: _Account | None = ctx.memo.get((ACCOUNT, account_id))
+    if known is None or any(ctx.memo.get((QUALIFICATIONS, i)) is None for i in known.holders | {known.investor_id}):
+        await ctx.read_projections()
+        await _load_accounts(ctx.conn, ctx.memo, {account_id})
+        known = ctx.memo.get((ACCOUNT, account_id))
+        if known is None:
+            raise AccountNotFound(f"no account {account_id}", account_id=account_id)
+    qualified = all(is_qualified(ctx.memo.get((QUALIFICATIONS, i)), as_of)
+                    for i in sorted(known.holders | {known.investor_id}))
+    return AccountFacts(account_id=account_id, investor_id=known.investor_id, status=known.status,
+                        holders=known.holders, qualified=qualified)
+
+
 async def _load_accounts(conn: asyncpg.Connection, memo: Memo, account_ids: set[str]) -> None:
-    wanted = sorted(a for a in account_ids if memo.peek((ACCOUNT, a)) is None)
-    if not wanted:
-        return
-    # LATERAL ... OFFSET 0: a primary-key lookup per account whatever plan the statement cache holds
-    rows = await conn.fetch(
-        "SELECT x.* FROM unnest($1::text[]) AS k(id) CROSS JOIN LATERAL (" + _ACCOUNTS_SQL.replace("$1", "k.id")
-        + " OFFSET 0) AS x", wanted)
-    investors = sorted({i for r in rows for i in (r["investor_id"], *r["owners"])
-                        if memo.peek((QUALIFICATIONS, i)) is None})
-    for r in rows:
-        _remember_account(memo, r)
+    """Remember the accounts (and their look-through holders' qualifications) the memo lacks."""
+    wanted = sorted(a for a in account_ids if memo.get((ACCOUNT, a)) is None)
+    if wanted:
+        # LATERAL ... OFFSET 0: a primary-key lookup per account whatever plan the statement cache holds
+        for r in await conn.fetch(
+                "SELECT x.* FROM unnest($1::text[]) AS k(id) CROSS JOIN LATERAL (" + _ACCOUNTS_SQL
+                + " OFFSET 0) AS x", wanted):
+            _remember_account(memo, r)
+    known = [memo.get((ACCOUNT, a)) for a in account_ids]
+    investors = sorted({i for k in known if k is not None for i in k.holders | {k.investor_id}
+                        if memo.get((QUALIFICATIONS, i)) is None})
     if not investors:
         return
     statuses: dict[str, list[QualificationStatus]] = {i: [] for i in investors}
@@ -193,26 +197,8 @@ async def _load_accounts(conn: asyncpg.Connection, memo: Memo, account_ids: set[
             investor_id=q["investor_id"], category=QualificationCategory(q["category"]),
             evidence_digest=q["evidence_digest"], valid_from=q["valid_from"], valid_until=q["valid_until"],
             revoked_on=q["revoked_on"]))
-    for investor, known in statuses.items():
-        memo.put((QUALIFICATIONS, investor), known)
-
-
-async def account(ctx: WriteContext, account_id: str, as_of: dt.date) -> AccountFacts:
-    """An account's facts on `as_of`, qualification of every look-through holder included."""
-    known: _Account | None = ctx.memo.get((ACCOUNT, account_id))
-    if known is None:
-        await ctx.read_projections()
-        row = await ctx.conn.fetchrow(_ACCOUNTS_SQL, account_id)
-        if row is None:
-            raise AccountNotFound(f"no account {account_id}", account_id=account_id)
-        known = _remember_account(ctx.memo, row)
-    qualified = True
-    for investor in sorted(known.holders | {known.investor_id}):
-        if not is_qualified(await _qualifications(ctx, investor), as_of):
-            qualified = False
-            break
-    return AccountFacts(account_id=account_id, investor_id=known.investor_id, status=known.status,
-                        holders=known.holders, qualified=qualified)
+    for investor, found in statuses.items():
+        memo.put((QUALIFICATIONS, investor), found)
 
 
 async def calendar(ctx: WriteContext) -> TradingCalendar:
@@ -233,7 +219,7 @@ def _series_events(memo: Memo, event: EventRecord) -> None:
         return
     key = (SERIES, event.stream.removeprefix("series-"))
     if event.type == "warrant.transferred":
-        hot: HotSeries | None = memo.peek(key)
+        hot: HotSeries | None = memo.get(key)
         if hot is not None:
             hot.apply_transfer(event.data, event.position, event.effective_date)
     else:

@@ -100,7 +100,7 @@ async def check_projection_equals_replay(db: Database, code: str) -> None:
 
 async def check_memory_equals_tables(db: Database, code: str) -> None:
     """What the writer remembers of a series (transfers decide on it) is what the tables say."""
-    remembered = db.writer.memo.peek((hot.SERIES, code))
+    remembered = db.writer.memo.get((hot.SERIES, code))
     if remembered is None:
         return
     async with db.connection() as conn:
@@ -116,7 +116,7 @@ async def check_memory_equals_tables(db: Database, code: str) -> None:
     async with db.connection() as conn:
         for key, known in list(db.writer.memo._data.items()):
             if key[0] == hot.ACCOUNT:
-                row = await conn.fetchrow(hot._ACCOUNTS_SQL, key[1])
+                row = await conn.fetchrow("SELECT investor_id, status FROM account WHERE account_id = $1", key[1])
                 assert (known.investor_id, known.status) == (row["investor_id"], row["status"])
             elif key[0] == hot.QUALIFICATIONS:
                 assert known == await party_service.qualification_statuses(conn, key[1])
