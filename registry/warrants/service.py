@@ -183,7 +183,7 @@ def exercise(code: str, cmd: domain.Exercise) -> Handler:
     async def handler(ctx: WriteContext) -> dict[str, Any]:
         today = ctx.business_date
         series = await series_facts(ctx.conn, code)
-        account = await account_facts(ctx.conn, cmd.account_id, today)
+        account = await hot.account(ctx, cmd.account_id, today)
         exercise_id = f"E{ctx.next_position:08d}"
         events = domain.decide_exercise(series, cmd, exercise_id=exercise_id, account=account,
                                         balance=await holding_balance(ctx.conn, code, cmd.account_id),
@@ -499,16 +499,19 @@ async def cap_table(conn: asyncpg.Connection, uscc: str, position: int) -> CapTa
         elif e.type == "warrant.exercise_confirmed" and e.data["code"] in codes:
             for change in e.data["register_changes"]:
                 register[change["holder_id"]] = Decimal(change["after"])
-    warrants: dict[str, Decimal] = {}
+    held: list[tuple[str, Decimal]] = []  # (account, shares or capital its warrants entitle to)
     for code in sorted(codes):
         try:
             s = await series_state_at(conn, code, position)
         except SeriesNotFound:
             continue
-        for account, b in s.balances.items():
-            if b.total:
-                holder = await conn.fetchval("SELECT investor_id FROM account WHERE account_id = $1", account)
-                warrants[holder] = warrants.get(holder, Decimal(0)) + b.total * s.entitlement_per_unit
+        held += [(account, b.total * s.entitlement_per_unit) for account, b in s.balances.items() if b.total]
+    investor_of = dict(await conn.fetch("SELECT account_id, investor_id FROM account WHERE account_id = ANY($1)",
+                                        sorted({account for account, _ in held})))
+    warrants: dict[str, Decimal] = {}
+    for account, amount in held:
+        holder = investor_of[account]
+        warrants[holder] = warrants.get(holder, Decimal(0)) + amount
     holders = sorted(set(register) | set(warrants))
     lines = [ShareLine(holder_id=h, holder_name=names.get(h), amount=register.get(h, Decimal(0)),
                        warrant_amount=warrants.get(h, Decimal(0)),
