@@ -48,8 +48,8 @@ def projects_in_batches(*event_types: str) -> Callable[[BatchProjector], BatchPr
     """A second way to apply events that already have a projector: many at once, in log order.
 
     The writer may hold back such events of commands that read nothing from the projections and
-    apply them together before anything reads (and before the batch commits); the result must be
-    exactly what the one-by-one projector gives, which a rebuild (one by one) checks.
+    apply them together before anything reads (and before the batch commits); a rebuild applies the
+    same events one at a time, and the tables must come out the same.
     """
     def register(fn: BatchProjector) -> BatchProjector:
         for event_type in event_types:

@@ -103,7 +103,7 @@ class WriteContext:
     """
 
     def __init__(self, writer: Writer, conn: asyncpg.Connection, meta: EventMeta, now: dt.datetime,
-                 expects: dict[str, int] | None = None) -> None:
+                 expects: dict[str, int] | None = None, *, defer: bool = False) -> None:
         self._writer = writer
         self.settings = writer.settings
         self.conn = conn
@@ -113,7 +113,8 @@ class WriteContext:
         self.client_expects: dict[str, int] = dict(expects or {})
         self.memo = writer.memo
         """Hot state remembered by the writer (see registry.eventlog.memo)."""
-        self._defer = False
+        self._defer = defer
+        """Hold back batch-projectable events (a memo-only command: nothing it reads needs them yet)."""
 
     async def read_projections(self) -> None:
         """Call before reading projection tables from a memo-only handler: applies held-back events."""
@@ -359,8 +360,7 @@ class Writer:
         savepoint = conn.transaction() if job.savepoint else None
         if savepoint is not None:
             await savepoint.start()
-        ctx = WriteContext(self, conn, job.meta, now, job.expects)
-        ctx._defer = job.memo_only
+        ctx = WriteContext(self, conn, job.meta, now, job.expects, defer=job.memo_only)
         try:
             response = await job.handler(ctx)
             encoded = msgspec.json.encode(response)
