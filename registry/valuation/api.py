@@ -105,4 +105,4 @@ class PortfolioValuationController(Controller):
         today = business_date(state.db.writer.clock())  # the writer's clock is the business date's one seam
         async with state.db.connection() as conn:
             return await service.portfolio(conn, investor_id, as_of=today,
-                                           stale_after=service.stale_after_days(state.settings))
+                                           stale_after=state.settings.valuation_stale_after_days)

@@ -37,9 +37,6 @@ from registry.valuation.models import (
 from registry.warrants.domain import ExerciseMethod, SeriesStatus, price_per_share
 from registry.warrants.service import SeriesView, get_series
 
-STALE_AFTER_DAYS = 90
-"""A portfolio flags a value per unit whose valuation date is older than this (until a setting says otherwise)."""
-
 RECORDED = "valuation.recorded"
 _VALUED_STATUSES = (SeriesStatus.registered, SeriesStatus.suspended)
 _ID = re.compile(r"V[0-9]{8,}")
@@ -47,11 +44,6 @@ _ID = re.compile(r"V[0-9]{8,}")
 
 def valuation_stream(code: str) -> str:
     return f"valuation-{code}"
-
-
-def stale_after_days(settings: Any) -> int:
-    """`valuation_stale_after_days` from the settings once it exists there; STALE_AFTER_DAYS until then."""
-    return getattr(settings, "valuation_stale_after_days", STALE_AFTER_DAYS)
 
 
 # -- errors ---------------------------------------------------------------------------------
