@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 from registry.audit import merkle, store
-from registry.bench.eventlog import _destroy, _percentile
-from registry.bench.transfers import prefill, say
+from registry.bench.cluster import migrated_cluster, percentile, say
+from registry.bench.transfers import prefill
 from registry.db.database import APP_ROLE, Database
-from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
-from registry.db.migrate import apply_migrations
+from registry.db.embedded import DATABASE
 from registry.eventlog import store as log_store
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.settings import Settings
@@ -90,50 +89,42 @@ async def tail_lag(db: Database, events: int) -> list[float]:
 
 async def measure(events: int, samples: int, base: Path) -> dict:
     settings = Settings.from_env()
-    server = EmbeddedPostgres(base)
-    try:
-        say(f"starting a throwaway PostgreSQL cluster in {base} ...")
-        await asyncio.to_thread(server.start)
-        await apply_migrations(server.dsn(SUPERUSER, DATABASE), settings.resolved_migrations_path())
-        async with Database(server.dsn(APP_ROLE, DATABASE), settings) as db:
-            say(f"filling the log with {events:,} events ...")
-            await prefill(db, events)
-            async with db.connection() as conn:
-                t = time.perf_counter()
-                size = await store.extend(conn)
-                build = time.perf_counter() - t
-            # Statistics as a running service has them (autovacuum keeps them as the log grows): right after
-            # a million events and two million tree nodes arrive at once they still say "empty".
-            await asyncio.to_thread(server.psql, "VACUUM (ANALYZE)")
-            await asyncio.to_thread(server.psql, "CHECKPOINT")
-            say(f"Merkle tree over {size:,} events built in {build:.1f} s; timing proofs ...")
-            proofs = await proof_latencies(db, size, samples)
-            say("verifying the whole log and hashing the same bytes raw ...")
-            verify_rate, hash_rate, checked = await verification_rates(db)
-            say("measuring the live tail ...")
-            lags = await tail_lag(db, 500)
-        return {"size": size, "build_seconds": build, "proofs": proofs, "verify_rate": verify_rate,
-                "hash_rate": hash_rate, "checked": checked, "lags": lags, "samples": samples}
-    finally:
-        say("destroying the throwaway cluster")
-        await asyncio.to_thread(_destroy, server)
+    async with migrated_cluster(base, settings) as server, Database(server.dsn(APP_ROLE, DATABASE), settings) as db:
+        say(f"filling the log with {events:,} events ...")
+        await prefill(db, events)
+        async with db.connection() as conn:
+            t = time.perf_counter()
+            size = await store.extend(conn)
+            build = time.perf_counter() - t
+        # Statistics as a running service has them (autovacuum keeps them as the log grows): right after
+        # a million events and two million tree nodes arrive at once they still say "empty".
+        await asyncio.to_thread(server.psql, "VACUUM (ANALYZE)")
+        await asyncio.to_thread(server.psql, "CHECKPOINT")
+        say(f"Merkle tree over {size:,} events built in {build:.1f} s; timing proofs ...")
+        proofs = await proof_latencies(db, size, samples)
+        say("verifying the whole log and hashing the same bytes raw ...")
+        verify_rate, hash_rate, checked = await verification_rates(db)
+        say("measuring the live tail ...")
+        lags = await tail_lag(db, 500)
+    return {"size": size, "build_seconds": build, "proofs": proofs, "verify_rate": verify_rate,
+            "hash_rate": hash_rate, "checked": checked, "lags": lags, "samples": samples}
 
 
 def format_results(r: dict) -> str:
     inc, con, lags = r["proofs"]["inclusion"], r["proofs"]["consistency"], r["lags"]
     ratio = r["verify_rate"] / r["hash_rate"]
-    p99_proof = max(_percentile(inc, 99), _percentile(con, 99)) * 1000
+    p99_proof = max(percentile(inc, 99), percentile(con, 99)) * 1000
     lines = [
         f"log: {r['size']:,} events; Merkle tree built incrementally in {r['build_seconds']:.1f} s",
-        f"inclusion proofs   ({r['samples']} random):  p50 {_percentile(inc, 50) * 1000:.2f} ms  "
-        f"p99 {_percentile(inc, 99) * 1000:.2f} ms",
-        f"consistency proofs ({r['samples']} random):  p50 {_percentile(con, 50) * 1000:.2f} ms  "
-        f"p99 {_percentile(con, 99) * 1000:.2f} ms",
+        f"inclusion proofs   ({r['samples']} random):  p50 {percentile(inc, 50) * 1000:.2f} ms  "
+        f"p99 {percentile(inc, 99) * 1000:.2f} ms",
+        f"consistency proofs ({r['samples']} random):  p50 {percentile(con, 50) * 1000:.2f} ms  "
+        f"p99 {percentile(con, 99) * 1000:.2f} ms",
         f"full-log verification: {r['verify_rate']:,.0f} events/s ({r['checked']:,} events: bytes, SHA-256, chain, "
         f"columns against the hashed document)",
         f"baseline raw hashlib.sha256 over the same bytes: {r['hash_rate']:,.0f} events/s  -> ratio {ratio:.1%}",
-        f"live tail lag, commit to delivery ({len(lags)} events): p50 {_percentile(lags, 50) * 1000:.2f} ms  "
-        f"p99 {_percentile(lags, 99) * 1000:.2f} ms",
+        f"live tail lag, commit to delivery ({len(lags)} events): p50 {percentile(lags, 50) * 1000:.2f} ms  "
+        f"p99 {percentile(lags, 99) * 1000:.2f} ms",
         f"TARGETS: proof p99 <= 5 ms: {'HOLDS' if p99_proof <= 5 else 'NOT MET'} ({p99_proof:.2f} ms); "
         f"verification >= 50% of raw hashing: {'HOLDS' if ratio >= 0.5 else 'NOT MET'} ({ratio:.1%})",
     ]

@@ -20,12 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import math
 import os
 import platform
 import re
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +37,7 @@ import asyncpg
 import psutil
 from tqdm import tqdm
 
+from registry.bench.cluster import destroy, percentile, say
 from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, POSTGRES_BIN_PATH, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
@@ -150,7 +148,7 @@ class Report:
 
 def _say(progress: bool, message: str) -> None:
     if progress:
-        print(message, file=sys.stderr, flush=True)
+        say(message)
 
 
 @contextlib.asynccontextmanager
@@ -247,8 +245,8 @@ def fdatasync_latency(folder: Path, writes: int = 200, budget: float = 1.0) -> s
         os.close(fd)
         path.unlink(missing_ok=True)
     samples.sort()
-    return (f"write 8 KiB + fdatasync in the cluster's folder: median {_percentile(samples, 50) * 1000:.3f} ms, "
-            f"p99 {_percentile(samples, 99) * 1000:.3f} ms ({len(samples)} samples)")
+    return (f"write 8 KiB + fdatasync in the cluster's folder: median {percentile(samples, 50) * 1000:.3f} ms, "
+            f"p99 {percentile(samples, 99) * 1000:.3f} ms ({len(samples)} samples)")
 
 
 def _prepare_scripts(base_dir: Path) -> dict[str, Path]:
@@ -316,12 +314,6 @@ def check_baseline_chain(server: EmbeddedPostgres) -> str:
 # -- the service's own path ------------------------------------------------------------------
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of already sorted values."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 async def service_round(db: Database, writers: int, seconds: float, tag: str, progress: bool = False) -> Row:
     """`writers` tasks append for `seconds`, each to its own stream, every append keyed and version-checked."""
     assert db.writer is not None, "database is not open"
@@ -363,7 +355,7 @@ async def service_round(db: Database, writers: int, seconds: float, tag: str, pr
         ordered = sorted(latencies)
         row = Row(kind=SERVICE, clients=writers, tps=len(ordered) / elapsed, transactions=len(ordered),
                   seconds=elapsed, latency_avg_ms=statistics.fmean(ordered) * 1000,
-                  p50_ms=_percentile(ordered, 50) * 1000, p99_ms=_percentile(ordered, 99) * 1000)
+                  p50_ms=percentile(ordered, 50) * 1000, p99_ms=percentile(ordered, 99) * 1000)
         note_result(f"{row.tps:,.0f} appends/s, p99 {row.p99_ms:.1f} ms")
     return row
 
@@ -408,24 +400,6 @@ async def verify_benchmark_log(app_dsn: str, progress: bool = False) -> tuple[Ve
     finally:
         await conn.close()
     return report, total, keys
-
-
-def _destroy(server: EmbeddedPostgres) -> None:
-    """Stop and delete the bench cluster; never masks the error that ended the run."""
-    try:
-        server.destroy()
-    except Exception as exc:  # noqa: BLE001 - e.g. someone changed the folder's permissions meanwhile
-        print(f"warning: pg_ctl could not stop the bench cluster ({exc}); stopping its postmaster by pid",
-              file=sys.stderr)
-        pid = server.running_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGQUIT)  # immediate shutdown of the server this run started
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).wait(timeout=30)
-        shutil.rmtree(server.data_dir, ignore_errors=True)
-    if server.socket_dir != server.pgdata:
-        shutil.rmtree(server.socket_dir, ignore_errors=True)
 
 
 # -- the whole run ---------------------------------------------------------------------------
@@ -495,7 +469,7 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
         return report
     finally:
         _say(progress, "destroying the throwaway cluster")
-        await asyncio.to_thread(_destroy, server)
+        await asyncio.to_thread(destroy, server)
 
 
 # -- printing --------------------------------------------------------------------------------

@@ -33,12 +33,11 @@ from registry.access.tokens import Role, TokenService
 from registry.approvals import domain as approvals_domain
 from registry.approvals import service as approvals
 from registry.audit import store as audit_store
-from registry.bench.eventlog import CHAIN, _destroy, _percentile, _prepare_scripts, _SETUP_SQL, PGBENCH_DATABASE, \
-    run_pgbench
+from registry.bench.cluster import migrated_cluster, percentile, say
+from registry.bench.eventlog import CHAIN, _prepare_scripts, _SETUP_SQL, PGBENCH_DATABASE, run_pgbench
 from registry.calendar.service import ensure_seeded, publish_weekdays_through
 from registry.db.database import APP_ROLE, Database
-from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
-from registry.db.migrate import apply_migrations
+from registry.db.embedded import DATABASE, SUPERUSER
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.store import verify_log
 from registry.parties import domain as parties
@@ -53,10 +52,6 @@ DIGEST = "0" * 64
 UNITS_PER_HOLDER = 10_000
 TARGET = "91120116MA05BENCH"[:17]
 TARGET = TARGET + uscc_check_character(TARGET)
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def _gather_chunks(coros: Sequence, chunk: int = 256) -> list:
@@ -206,8 +201,8 @@ async def load(port: int, clients: int, seconds: float, make_request, name: str)
     elapsed = time.perf_counter() - started
     latencies.sort()
     return Round(name=name, clients=clients, requests=len(latencies), seconds=elapsed,
-                 rate=len(latencies) / elapsed, p50_ms=_percentile(latencies, 50) * 1000,
-                 p99_ms=_percentile(latencies, 99) * 1000, statuses=dict(statuses))
+                 rate=len(latencies) / elapsed, p50_ms=percentile(latencies, 50) * 1000,
+                 p99_ms=percentile(latencies, 99) * 1000, statuses=dict(statuses))
 
 
 def _free_port() -> int:
@@ -240,92 +235,88 @@ def start_server(base: Path, owner_dsn: str, app_dsn: str, key_pem: str) -> tupl
 
 async def measure(events: int, holders: int, seconds: float, clients: Sequence[int], base: Path) -> dict:
     settings = Settings.from_env()
-    server = EmbeddedPostgres(base)
     results: dict = {"rounds": [], "facts": {}}
     proc = None
-    try:
-        say(f"starting a throwaway PostgreSQL cluster in {base} ...")
-        await asyncio.to_thread(server.start)
-        owner_dsn, app_dsn = server.dsn(SUPERUSER, DATABASE), server.dsn(APP_ROLE, DATABASE)
-        await apply_migrations(owner_dsn, settings.resolved_migrations_path())
+    async with migrated_cluster(base, settings) as server:
+        try:
+            owner_dsn, app_dsn = server.dsn(SUPERUSER, DATABASE), server.dsn(APP_ROLE, DATABASE)
 
-        say("pgbench baseline: serialized hash-chained append, 16 clients ...")
-        server.psql(f"CREATE DATABASE {PGBENCH_DATABASE}", database="postgres")
-        server.psql(_SETUP_SQL, database=PGBENCH_DATABASE)
-        scripts = _prepare_scripts(base)
-        chain = await asyncio.to_thread(run_pgbench, server, scripts[CHAIN], CHAIN, 16, max(1, round(seconds)))
-        results["pgbench_chain_tps"] = chain.tps
+            say("pgbench baseline: serialized hash-chained append, 16 clients ...")
+            server.psql(f"CREATE DATABASE {PGBENCH_DATABASE}", database="postgres")
+            server.psql(_SETUP_SQL, database=PGBENCH_DATABASE)
+            scripts = _prepare_scripts(base)
+            chain = await asyncio.to_thread(run_pgbench, server, scripts[CHAIN], CHAIN, 16, max(1, round(seconds)))
+            results["pgbench_chain_tps"] = chain.tps
 
-        async with Database(app_dsn, settings) as db:
-            say(f"building the market: {holders:,} holders ...")
-            market = await build_market(db, holders, settings)
-            say(f"prefilling the log to {events:,} events ...")
-            async with db.connection() as conn:
-                have = await conn.fetchval("SELECT count(*) FROM event")
-            await prefill(db, max(0, events - have))
-            say("extending the Merkle tree over the prefilled log (a running service keeps it current) ...")
-            async with db.connection() as conn:
-                await audit_store.extend(conn)
-        investors = market.pop("_investors")
-        say("VACUUM ANALYZE and CHECKPOINT, so autovacuum of the fresh million rows does not run during the rounds")
-        server.psql("VACUUM (ANALYZE)")
-        server.psql("CHECKPOINT")
+            async with Database(app_dsn, settings) as db:
+                say(f"building the market: {holders:,} holders ...")
+                market = await build_market(db, holders, settings)
+                say(f"prefilling the log to {events:,} events ...")
+                async with db.connection() as conn:
+                    have = await conn.fetchval("SELECT count(*) FROM event")
+                await prefill(db, max(0, events - have))
+                say("extending the Merkle tree over the prefilled log (a running service keeps it current) ...")
+                async with db.connection() as conn:
+                    await audit_store.extend(conn)
+            investors = market.pop("_investors")
+            say("VACUUM ANALYZE and CHECKPOINT, so autovacuum of the fresh million rows does not run during the rounds")
+            server.psql("VACUUM (ANALYZE)")
+            server.psql("CHECKPOINT")
 
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-        tokens = TokenService(key)
-        say("starting `registry serve` against the filled database ...")
-        proc, port = await asyncio.to_thread(start_server, base, owner_dsn, app_dsn, pem)
-        operator = f"Bearer {tokens.issue('bench-op-1', Role.operator)}"
-        codes = list(market)
-        sequence = iter(range(10**12))
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+            tokens = TokenService(key)
+            say("starting `registry serve` against the filled database ...")
+            proc, port = await asyncio.to_thread(start_server, base, owner_dsn, app_dsn, pem)
+            operator = f"Bearer {tokens.issue('bench-op-1', Role.operator)}"
+            codes = list(market)
+            sequence = iter(range(10**12))
 
-        def trivial(c: int, n: int) -> bytes:
-            return http_request("GET", "/health/live", {})
+            def trivial(c: int, n: int) -> bytes:
+                return http_request("GET", "/health/live", {})
 
-        def transfer(c: int, n: int) -> bytes:
-            code = random.choice(codes)
-            accounts = market[code]
-            half = len(accounts) // 2  # first half only sells, second half only buys: no interval refusals
-            body = msgspec.json.encode({"from_account": random.choice(accounts[:half]),
-                                        "to_account": random.choice(accounts[half:]), "units": 1,
-                                        "mode": "private_agreement", "price_per_unit": "1.00",
-                                        "consideration_fen": 100})
-            return http_request("POST", f"/warrant-series/{code}/transfers",
-                                {"Authorization": operator, "Idempotency-Key": f"bench-{next(sequence)}"}, body)
+            def transfer(c: int, n: int) -> bytes:
+                code = random.choice(codes)
+                accounts = market[code]
+                half = len(accounts) // 2  # first half only sells, second half only buys: no interval refusals
+                body = msgspec.json.encode({"from_account": random.choice(accounts[:half]),
+                                            "to_account": random.choice(accounts[half:]), "units": 1,
+                                            "mode": "private_agreement", "price_per_unit": "1.00",
+                                            "consideration_fen": 100})
+                return http_request("POST", f"/warrant-series/{code}/transfers",
+                                    {"Authorization": operator, "Idempotency-Key": f"bench-{next(sequence)}"}, body)
 
-        sample = random.sample(investors, min(500, len(investors)))
-        investor_tokens = {i: f"Bearer {tokens.issue(i, Role.investor, ttl=dt.timedelta(hours=2))}" for i in sample}
+            sample = random.sample(investors, min(500, len(investors)))
+            investor_tokens = {i: f"Bearer {tokens.issue(i, Role.investor, ttl=dt.timedelta(hours=2))}" for i in sample}
 
-        def positions(c: int, n: int) -> bytes:
-            investor = random.choice(sample)
-            return http_request("GET", f"/investors/{investor}/positions", {"Authorization": investor_tokens[investor]})
+            def positions(c: int, n: int) -> bytes:
+                investor = random.choice(sample)
+                return http_request("GET", f"/investors/{investor}/positions",
+                                    {"Authorization": investor_tokens[investor]})
 
-        # The writer remembers the series and accounts it has seen; a service that has run for a while has
-        # its active accounts in memory. The first round meets 10,000 accounts cold: shown, not judged.
-        results["rounds"].append(await load(port, 32, seconds, transfer, "warm-up: transfers, cold start"))
-        say(f"  warm-up transfers (cold start), 32 clients: {results['rounds'][-1].rate:,.0f} req/s")
-        for count in clients:
-            results["rounds"].append(await load(port, count, seconds, trivial, "trivial GET /health/live"))
-            say(f"  trivial, {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
-            results["rounds"].append(await load(port, count, seconds, transfer, "transfer POST (validated)"))
-            say(f"  transfers, {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
-        results["rounds"].append(await load(port, 32, seconds, positions, "positions GET (investor)"))
-        async with Database(app_dsn, settings) as db, db.connection() as conn:
-            results["log_size"] = await conn.fetchval("SELECT count(*) FROM event")
-            say("verifying the whole log's chain ...")
-            results["verify"] = (await verify_log(conn)).ok
-        return results
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        say("destroying the throwaway cluster")
-        await asyncio.to_thread(_destroy, server)
+            # The writer remembers the series and accounts it has seen; a service that has run for a while has
+            # its active accounts in memory. The first round meets 10,000 accounts cold: shown, not judged.
+            results["rounds"].append(await load(port, 32, seconds, transfer, "warm-up: transfers, cold start"))
+            say(f"  warm-up transfers (cold start), 32 clients: {results['rounds'][-1].rate:,.0f} req/s")
+            for count in clients:
+                results["rounds"].append(await load(port, count, seconds, trivial, "trivial GET /health/live"))
+                say(f"  trivial, {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
+                results["rounds"].append(await load(port, count, seconds, transfer, "transfer POST (validated)"))
+                say(f"  transfers, {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
+            results["rounds"].append(await load(port, 32, seconds, positions, "positions GET (investor)"))
+            async with Database(app_dsn, settings) as db, db.connection() as conn:
+                results["log_size"] = await conn.fetchval("SELECT count(*) FROM event")
+                say("verifying the whole log's chain ...")
+                results["verify"] = (await verify_log(conn)).ok
+            return results
+        finally:
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def format_results(r: dict, clients: Sequence[int]) -> str:
