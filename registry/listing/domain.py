@@ -103,6 +103,33 @@ class MoveNotAllowed(RuleViolation):
     title = "This stage change is not allowed"
 
 
+class StageChangedSinceRequest(Conflict):
+    """A move is approved against the stage it was requested from; if the enterprise moved since, it is stale."""
+
+    code = "listing.stage_changed"
+    title = "The enterprise's stage changed since the move was requested"
+
+
+def check_stage_unchanged(uscc: str, requested_from: Stage | None, now: Stage | None) -> None:
+    if now != requested_from:
+        raise StageChangedSinceRequest(
+            f"{uscc} was {requested_from or 'in no stage'} when the move was requested and is now "
+            f"{now or 'in no stage'}; request the move again", uscc=uscc,
+            requested_from=None if requested_from is None else str(requested_from),
+            now=None if now is None else str(now))
+
+
+class ReasonRequired(RuleViolation):
+    code = "listing.reason_required"
+    title = "A reason is required"
+
+
+def require_reason(reason: str, ask: str) -> None:
+    """Moves and rulebook versions are recorded with why they happen; `ask` says what to explain."""
+    if not reason.strip():
+        raise ReasonRequired(ask, field="reason")
+
+
 def allowed_moves(from_stage: Stage, *, suspended_from: Stage | None = None) -> list[Stage]:
     """The stages reachable from `from_stage`, sorted; a suspended enterprise may only resume where it was."""
     allowed = ALLOWED_MOVES[Stage(from_stage)]
@@ -395,9 +422,9 @@ class FactSheet(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
 
     def history(self, name: FactName, period: str | None = None) -> tuple[Fact, ...]:
         """Every filing of a fact (for one period, if given), in filing order."""
-        wanted = _period_key(period)
+        wanted = period_key(period)
         return tuple(sorted((f for f in self.facts if f.name == name
-                             and (wanted is None or _period_key(f.fiscal_period) == wanted)),
+                             and (wanted is None or period_key(f.fiscal_period) == wanted)),
                             key=lambda f: f.position))
 
     def latest(self, name: FactName, period: str | None = None) -> Fact | None:
@@ -414,11 +441,29 @@ class FactSheet(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields
         return max((y for y in years if y is not None and dt.date(y, 12, 31) < on_date), default=None)
 
 
-def _period_key(period: str | None) -> tuple[dt.date, dt.date] | None:
+def period_key(period: str | None) -> tuple[dt.date, dt.date] | None:
+    """The dates a period covers: `FY2025` and `2025-01-01..2025-12-31` are the same period."""
     if period is None:
         return None
     p = parse_period(period)
     return (p.start, p.end)
+
+
+class CorrectionMismatch(RuleViolation):
+    """A correction (更正) names the filing it corrects: one of this enterprise's, for the same fact and period."""
+
+    code = "listing.correction_mismatch"
+    title = "The corrected filing is not this enterprise's filing of the same fact and period"
+
+
+def check_correction(uscc: str, filing: FileFact, corrected: tuple[str, str] | None) -> None:
+    """`corrected` is the (fact name, fiscal period) of the filing at `filing.corrects` by this enterprise,
+    None when the enterprise has no filing there."""
+    if corrected is None or corrected[0] != filing.name or \
+            period_key(corrected[1]) != period_key(filing.fiscal_period):
+        raise CorrectionMismatch(
+            f"position {filing.corrects} is not a filing of {filing.name} for {filing.fiscal_period} by {uscc}",
+            corrects=filing.corrects, fact=str(filing.name), fiscal_period=filing.fiscal_period)
 
 
 # -- rulebooks ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import msgspec
 
 from registry.approvals import domain as approvals_domain
 from registry.approvals.service import approvable, approve, request_approval
-from registry.errors import Conflict, RegistryError, RuleViolation
+from registry.errors import RegistryError
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import Handler, Idempotency, WriteContext
 from registry.listing import projection  # noqa: F401 - projection registers the projectors
@@ -41,15 +41,18 @@ from registry.listing.domain import (
     Stage,
     allowed_moves,
     check_board_change,
+    check_correction,
     check_move,
     check_override,
     check_publishable,
+    check_stage_unchanged,
     evaluate,
     in_force,
     is_board_change,
     missing_for_next_step,
     next_security_code,
-    parse_period,
+    period_key,
+    require_reason,
 )
 from registry.listing.rulebooks import parse_rulebook, shipped_rulebooks
 from registry.parties.service import enterprise_stream, get_enterprise
@@ -58,25 +61,6 @@ from registry.eventlog.store import position_at
 
 def rulebook_stream(rulebook_id: str) -> str:
     return f"rulebook-{rulebook_id}"
-
-
-class CorrectionMismatch(RuleViolation):
-    """A correction (更正) names the filing it corrects: one of this enterprise's, for the same fact and period."""
-
-    code = "listing.correction_mismatch"
-    title = "The corrected filing is not this enterprise's filing of the same fact and period"
-
-
-class StageChangedSinceRequest(Conflict):
-    """A move is approved against the stage it was requested from; if the enterprise moved since, it is stale."""
-
-    code = "listing.stage_changed"
-    title = "The enterprise's stage changed since the move was requested"
-
-
-class ReasonRequired(RuleViolation):
-    code = "listing.reason_required"
-    title = "A reason is required"
 
 
 # -- state ------------------------------------------------------------------------------------
@@ -322,18 +306,13 @@ class FactPage(msgspec.Struct, kw_only=True, frozen=True):
     next: str | None
 
 
-def _period_key(period: str) -> tuple[dt.date, dt.date]:
-    p = parse_period(period)
-    return (p.start, p.end)
-
-
 async def fact_views(conn: asyncpg.Connection, uscc: str, as_of: dt.date | None) -> list[FactView]:
     rows = await conn.fetch("SELECT * FROM listing_fact WHERE uscc = $1 AND ($2::date IS NULL OR filed_on <= $2) "
                             "ORDER BY position", uscc, as_of)
     later: dict[tuple[str, tuple[dt.date, dt.date]], int] = {}
     superseded_by: dict[int, int] = {}
     for r in reversed(rows):
-        key = (r["name"], _period_key(r["fiscal_period"]))
+        key = (r["name"], period_key(r["fiscal_period"]))
         if key in later:
             superseded_by[r["position"]] = later[key]
         later[key] = r["position"]
@@ -362,11 +341,7 @@ def file_fact(uscc: str, cmd: FileFact) -> Handler:
         if cmd.corrects is not None:
             row = await ctx.conn.fetchrow("SELECT name, fiscal_period FROM listing_fact WHERE position = $1 "
                                           "AND uscc = $2", cmd.corrects, uscc)
-            if row is None or row["name"] != cmd.name or \
-                    _period_key(row["fiscal_period"]) != _period_key(cmd.fiscal_period):
-                raise CorrectionMismatch(
-                    f"position {cmd.corrects} is not a filing of {cmd.name} for {cmd.fiscal_period} by {uscc}",
-                    corrects=cmd.corrects, fact=str(cmd.name), fiscal_period=cmd.fiscal_period)
+            check_correction(uscc, cmd, None if row is None else (row["name"], row["fiscal_period"]))
         stream = enterprise_stream(uscc)
         position = ctx.next_position
         await ctx.append(stream, await ctx.stream_version(stream), [NewEvent(
@@ -401,8 +376,7 @@ class MovePayload(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
 
 
 def _precheck_move(p: MovePayload) -> None:
-    if not p.reason.strip():
-        raise ReasonRequired("say why the enterprise should move", field="reason")
+    require_reason(p.reason, "say why the enterprise should move")
     if p.from_stage is not None:
         check_move(p.from_stage, p.to_stage)
 
@@ -451,12 +425,7 @@ async def execute_move(ctx: WriteContext, p: MovePayload, approval_id: str) -> d
     """On approval: re-evaluate on the approval date, check the override and frozen positions, record the move
     and any security code issued or retired."""
     state = await current_stage(ctx.conn, p.uscc)
-    if state.stage != p.from_stage:
-        raise StageChangedSinceRequest(
-            f"{p.uscc} was {p.from_stage or 'in no stage'} when the move was requested and is now "
-            f"{state.stage or 'in no stage'}; request the move again", uscc=p.uscc,
-            requested_from=None if p.from_stage is None else str(p.from_stage),
-            now=None if state.stage is None else str(state.stage))
+    check_stage_unchanged(p.uscc, p.from_stage, state.stage)
     today = ctx.business_date
     judgement = await judge(ctx.conn, p.uscc, state, p.to_stage, today)
     if judgement.evaluation is not None:
@@ -550,8 +519,7 @@ class PublishRulebook(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
 
 
 def _precheck_publication(p: PublishRulebook) -> None:
-    if not p.reason.strip():
-        raise ReasonRequired("say why this rulebook version is published", field="reason")
+    require_reason(p.reason, "say why this rulebook version is published")
     _parsed(p.text)
 
 

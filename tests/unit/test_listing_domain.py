@@ -221,6 +221,22 @@ def test_the_source_document_digest_is_a_lowercase_sha256(digest: str) -> None:
         fact("revenue", 1, "FY2024", digest=digest)
 
 
+def test_a_correction_must_name_a_filing_of_the_same_fact_and_period() -> None:
+    filing = FileFact(name=FactName.revenue, value=2, fiscal_period="FY2024", source_document_digest=DIGEST,
+                      corrects=7)
+    domain.check_correction("U", filing, ("revenue", "2024-01-01..2024-12-31"))  # the same period, spelt otherwise
+    for corrected in (None, ("net_profit", "FY2024"), ("revenue", "FY2023")):
+        with pytest.raises(domain.CorrectionMismatch):
+            domain.check_correction("U", filing, corrected)
+
+
+def test_a_move_approved_after_the_enterprise_moved_is_stale() -> None:
+    domain.check_stage_unchanged("U", None, None)
+    with pytest.raises(domain.StageChangedSinceRequest) as refused:
+        domain.check_stage_unchanged("U", Stage.incubation, Stage.standardisation)
+    assert refused.value.figures == {"uscc": "U", "requested_from": "incubation", "now": "standardisation"}
+
+
 def test_a_filing_decodes_from_json_and_becomes_a_recorded_fact() -> None:
     filing = msgspec.json.decode(
         b'{"name": "weighted_roe", "value": "0.081", "fiscal_period": "FY2024", '
