@@ -26,6 +26,7 @@ from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
+from registry.http.nul import RefuseNulMiddleware
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
@@ -95,7 +96,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
         guards=[authorize],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware],
+        middleware=[RequestIdMiddleware, RefuseNulMiddleware],
         before_send=[add_request_id_header],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
