@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
 
@@ -48,13 +49,15 @@ class Database:
         self.engine: PostgresEngine | None = None
         self.writer: Writer | None = None
         self._tail: LogTail | None = None
+        self._tail_lock = asyncio.Lock()
 
     async def tail(self) -> LogTail:
-        """The process's live-tail listener, started on first use."""
-        if self._tail is None:
-            tail = LogTail(self.dsn)
-            await tail.start()
-            self._tail = tail
+        """The process's live-tail listener, started on first use (once, however many followers arrive at once)."""
+        async with self._tail_lock:
+            if self._tail is None:
+                tail = LogTail(self.dsn)
+                await tail.start()
+                self._tail = tail
         return self._tail
 
     @property

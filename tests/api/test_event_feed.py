@@ -56,3 +56,8 @@ async def test_a_follower_receives_events_committed_after_it_started_waiting(cli
     await append(db, "late", "op-1", n=3)
     response = await asyncio.wait_for(waiting, timeout=10)
     assert sse_ids(response.text) == [1, 2, 3]
+
+
+async def test_followers_arriving_at_once_share_one_listener(db) -> None:
+    first, second = await asyncio.gather(db.tail(), db.tail())
+    assert first is second
