@@ -15,6 +15,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from enum import StrEnum
 from fractions import Fraction
 from types import MappingProxyType
+from typing import Annotated
 
 import msgspec
 
@@ -376,8 +377,9 @@ class FileFact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Money in fen and counts as integers; ratios as decimal strings ("0.08"); flags as booleans."""
     fiscal_period: str
     source_document_digest: str
-    corrects: int | None = None
-    """The position of the filing this one corrects, if any (for the record: the latest filing wins anyway)."""
+    corrects: Annotated[int, msgspec.Meta(le=2**63 - 1)] | None = None
+    """The position of the filing this one corrects, if any (for the record: the latest filing wins anyway).
+    A log position, so a PostgreSQL bigint: a larger number is a malformed request."""
 
     def __post_init__(self) -> None:
         if problems := _fact_problems(self.name, self.value, self.fiscal_period, self.source_document_digest):

@@ -84,6 +84,8 @@ async def test_a_malformed_fact_and_a_mismatched_correction_are_refused(client: 
                                      json=fact("revenue", 1, "FY2025", corrects=patents)), client,
                          "listing.correction_mismatch")
     assert body["corrects"] == patents
+    await refused(client.post(f"/enterprises/{uscc}/facts", headers=as_operator(),
+                              json=fact("revenue", 1, "FY2025", corrects=2**63)), client, "request.invalid", 400)
 
 
 # -- moves and four-eyes ------------------------------------------------------------------------
