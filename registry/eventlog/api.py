@@ -52,7 +52,7 @@ class EventController(Controller):
                           "with no event skipped or repeated", opt=allow(*READ_ALL))
     async def live(self, request: Request, state: State, after: After = None, stream: Stream = None,
                    event_type: Type = None, actor: Actor = None,
-                   limit: Annotated[int | None, QueryParameter(description="close after this many events")] = None,
+                   limit: Annotated[int | None, QueryParameter(ge=1, description="close after this many events")] = None,
                    ) -> ServerSentEvent:
         resume = request.headers.get("last-event-id")
         position = position_cursor(resume if resume else after)

@@ -61,3 +61,9 @@ async def test_a_follower_receives_events_committed_after_it_started_waiting(cli
 async def test_followers_arriving_at_once_share_one_listener(db) -> None:
     first, second = await asyncio.gather(db.tail(), db.tail())
     assert first is second
+
+
+async def test_a_live_tail_closing_after_no_events_is_a_bad_request(client: httpx.AsyncClient) -> None:
+    for limit in ("0", "-1"):
+        r = await client.get(f"/events/live?limit={limit}", headers=REGULATOR)
+        assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
