@@ -105,14 +105,21 @@ async def stage_on(conn: asyncpg.Connection, uscc: str, day: dt.date) -> StageSt
                       board=None if code is None else Stage(code["board"]))
 
 
+async def fact_sheets(conn: asyncpg.Connection, usccs: Sequence[str]) -> dict[str, FactSheet]:
+    """Every filing of each enterprise named, in one query (an enterprise with none has an empty sheet)."""
+    rows = await conn.fetch("SELECT uscc, position, name, value, fiscal_period, source_document_digest, corrects, "
+                            "filed_on FROM listing_fact WHERE uscc = ANY($1::text[]) ORDER BY position", list(usccs))
+    facts: dict[str, list[Fact]] = {uscc: [] for uscc in usccs}
+    for r in rows:
+        facts[r["uscc"]].append(Fact(
+            name=FactName(r["name"]), value=msgspec.json.decode(r["value"]), fiscal_period=r["fiscal_period"],
+            source_document_digest=r["source_document_digest"], position=r["position"], filed_on=r["filed_on"],
+            corrects=r["corrects"]))
+    return {uscc: FactSheet(facts=tuple(f)) for uscc, f in facts.items()}
+
+
 async def fact_sheet(conn: asyncpg.Connection, uscc: str) -> FactSheet:
-    rows = await conn.fetch("SELECT position, name, value, fiscal_period, source_document_digest, corrects, filed_on "
-                            "FROM listing_fact WHERE uscc = $1 ORDER BY position", uscc)
-    return FactSheet(facts=tuple(
-        Fact(name=FactName(r["name"]), value=msgspec.json.decode(r["value"]), fiscal_period=r["fiscal_period"],
-             source_document_digest=r["source_document_digest"], position=r["position"], filed_on=r["filed_on"],
-             corrects=r["corrects"])
-        for r in rows))
+    return (await fact_sheets(conn, [uscc]))[uscc]
 
 
 @functools.lru_cache(maxsize=256)
@@ -261,12 +268,12 @@ class NextStepReport(msgspec.Struct, kw_only=True, frozen=True):
     steps: list[NextStepView]
 
 
-async def _next_steps(conn: asyncpg.Connection, uscc: str, stage: Stage | None, on_date: dt.date,
-                      books: Sequence[Rulebook]) -> list[NextStepView]:
+def _next_steps(facts: FactSheet, stage: Stage | None, on_date: dt.date,
+                books: Sequence[Rulebook]) -> list[NextStepView]:
     if stage is None:
         return [NextStepView(to_stage=Stage.applied, to_stage_name=STAGE_NAMES[Stage.applied], passed=True,
                              rulebooks_used=[], missing=())]
-    steps = missing_for_next_step(books, stage, await fact_sheet(conn, uscc), on_date)
+    steps = missing_for_next_step(books, stage, facts, on_date)
     return [NextStepView(to_stage=s.to_stage, to_stage_name=s.to_stage_name, passed=s.passed,
                          rulebooks_used=rulebooks_used(s.evaluation), missing=s.gaps) for s in steps]
 
@@ -274,8 +281,9 @@ async def _next_steps(conn: asyncpg.Connection, uscc: str, stage: Stage | None, 
 async def next_step(conn: asyncpg.Connection, uscc: str, on_date: dt.date) -> NextStepReport:
     await get_enterprise(conn, uscc)
     state = await stage_on(conn, uscc, on_date)
+    facts = FactSheet() if state.stage is None else await fact_sheet(conn, uscc)
     return NextStepReport(uscc=uscc, stage=state.stage, on_date=on_date,
-                          steps=await _next_steps(conn, uscc, state.stage, on_date, await known_rulebooks(conn)))
+                          steps=_next_steps(facts, state.stage, on_date, await known_rulebooks(conn)))
 
 
 # -- facts --------------------------------------------------------------------------------------
@@ -666,9 +674,11 @@ async def overview(conn: asyncpg.Connection, as_of: dt.date) -> Overview:
         "SELECT to_stage, moved_on, lead(moved_on) OVER (PARTITION BY uscc ORDER BY position) AS left_on "
         "FROM listing_move WHERE moved_on <= $1) s GROUP BY to_stage", as_of)
     books = await known_rulebooks(conn)
+    in_reserve = [r for r in at if r["to_stage"] == Stage.listing_reserve]
+    sheets = await fact_sheets(conn, [r["uscc"] for r in in_reserve])
     reserve = [ReserveEntry(uscc=r["uscc"], name=r["name"], since=r["moved_on"],
-                            next_steps=await _next_steps(conn, r["uscc"], Stage.listing_reserve, as_of, books))
-               for r in at if r["to_stage"] == Stage.listing_reserve]
+                            next_steps=_next_steps(sheets[r["uscc"]], Stage.listing_reserve, as_of, books))
+               for r in in_reserve]
     order = list(Stage).index
     return Overview(
         as_of=as_of, at_position=await position_at(conn, as_of, None),
