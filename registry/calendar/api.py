@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery
 from registry.access.policy import allow
 from registry.access.tokens import Role
 from registry.calendar import service
+from registry.calendar.domain import CalendarRangeError
 from registry.errors import BadRequest
 
 EVERYONE = tuple(Role)
@@ -82,7 +83,7 @@ class CalendarController(Controller):
         def around(fn):  # noqa: ANN001, ANN202 - the neighbour may lie beyond the known span
             try:
                 return fn(day)
-            except Exception:
+            except CalendarRangeError:
                 return None
 
         return DayDetail(day=day, trading=trading, previous_trading_day=around(calendar.previous_trading_day),

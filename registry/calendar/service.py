@@ -8,9 +8,17 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from registry.approvals.service import approvable
+from registry.approvals import domain as approvals_domain
+from registry.approvals.service import approvable, approve, request_approval
 from registry.calendar import projection  # noqa: F401 - registers the projector
-from registry.calendar.domain import CalendarEdit, CalendarError, TradingCalendar, edit_problems
+from registry.calendar.domain import (
+    CalendarEdit,
+    CalendarError,
+    MalformedCalendarEdit,
+    TradingCalendar,
+    edit_problems,
+    weekdays_except,
+)
 from registry.calendar.seed import load_seed_edit
 from registry.errors import RegistryError, RuleViolation
 from registry.eventlog.model import EventMeta, NewEvent
@@ -50,22 +58,26 @@ async def load_calendar(conn: asyncpg.Connection, known: tuple[str, int] | None 
 
     `known` is (database, calendar position) when the caller already read it, saving a round trip.
     """
+    span = None
     key = known
     if key is None:
-        row = await conn.fetchrow("SELECT current_database() AS db, last_position FROM calendar_span")
-        if row is None:
-            raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
-        key = (row["db"], row["last_position"])
+        span = await _span(conn)
+        key = (span["db"], span["last_position"])
     calendar = _cache.get(key)
     if calendar is None:
-        row = await conn.fetchrow("SELECT first_day, last_day FROM calendar_span")
-        if row is None:
-            raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
+        span = span or await _span(conn)
         days = [r["day"] for r in await conn.fetch("SELECT day FROM trading_day WHERE trading ORDER BY day")]
-        calendar = TradingCalendar(days, first_day=row["first_day"], last_day=row["last_day"])
+        calendar = TradingCalendar(days, first_day=span["first_day"], last_day=span["last_day"])
         _cache.clear()
         _cache[key] = calendar
     return calendar
+
+
+async def _span(conn: asyncpg.Connection) -> asyncpg.Record:
+    row = await conn.fetchrow("SELECT current_database() AS db, first_day, last_day, last_position FROM calendar_span")
+    if row is None:
+        raise NotSeeded("the trading calendar has no days yet; run `registry migrate` or start the service")
+    return row
 
 
 def _event(type_: str, edit: CalendarEdit) -> NewEvent:
@@ -90,7 +102,6 @@ async def ensure_seeded(writer: Writer) -> bool:
 def _precheck(edit: CalendarEdit) -> None:
     problems = edit_problems(edit)
     if problems:
-        from registry.calendar.domain import MalformedCalendarEdit
         raise CalendarRefused(MalformedCalendarEdit(problems=problems))
 
 
@@ -111,9 +122,6 @@ async def publish_weekdays_through(writer: Writer, day: dt.date, *, requester: E
     """Extend the known calendar year by year (weekdays only) until it covers `day`, each year
     requested by one operator and approved by another. For the demo and the benches, which
     must run on any date; a real market publishes the holiday notice instead."""
-    from registry.approvals import domain as approvals_domain
-    from registry.approvals import service as approvals
-
     while True:
         async with writer._pool.acquire() as conn:
             calendar = await load_calendar(conn)
@@ -121,13 +129,12 @@ async def publish_weekdays_through(writer: Writer, day: dt.date, *, requester: E
             return calendar
         year = calendar.last_day.year + 1
         first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
-        from registry.calendar.domain import weekdays_except
         edit = CalendarEdit(first_day=first, last_day=last, trading_days=weekdays_except(first, last),
                             reason=f"{reason}: weekdays of {year}")
         request = approvals_domain.RequestApproval(action="calendar.publish", payload=msgspec.to_builtins(edit),
                                                    reason=reason)
-        approval = (await writer.execute(approvals.request_approval(request), requester)).response["approval_id"]
-        await writer.execute(approvals.approve(approval, approvals_domain.Decide(reason=reason)), approver)
+        approval = (await writer.execute(request_approval(request), requester)).response["approval_id"]
+        await writer.execute(approve(approval, approvals_domain.Decide(reason=reason)), approver)
 
 
 def answer(fn: Any, *args: Any) -> Any:
