@@ -735,3 +735,26 @@ def test_importing_the_listing_domain_loads_no_web_or_database_library() -> None
             "print(sorted(m for m in ('litestar', 'piccolo', 'asyncpg') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_database_checks_the_same_stage_board_and_party_vocabularies_as_the_code() -> None:
+    import re
+
+    from registry.parties.domain import SpecialisedLevel
+    from registry.parties.qualification import QualificationCategory
+
+    sql = (Path(__file__).parents[2] / "migrations" / "registry_2026_11_26t14_30_00_000000.sql").read_text()
+
+    def checked(constraint: str) -> set[str]:
+        listed = re.search(rf"{constraint} CHECK \(\w+ IN \(([^)]*)\)", sql)
+        assert listed is not None, constraint
+        return set(re.findall(r"'(\w+)'", listed.group(1)))
+
+    stages = {str(s) for s in Stage}
+    for column in ("listing_stage_stage", "listing_move_from_stage", "listing_move_to_stage"):
+        assert checked(f"{column}_known") == stages
+    assert checked("listing_stage_suspended_from_known") == {str(s) for s in domain._LISTED}
+    boards = {str(b) for b in domain.DEFAULT_BOARD_PREFIXES}
+    assert checked("listing_stage_board_known") == checked("security_code_board_known") == boards
+    assert checked("qualification_category_known") == {c.value for c in QualificationCategory}
+    assert checked("enterprise_specialised_level_known") == {str(s) for s in SpecialisedLevel}
