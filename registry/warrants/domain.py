@@ -9,9 +9,9 @@ its full state, for as-of-date questions and for checking the projections agains
 from __future__ import annotations
 
 import datetime as dt
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -22,6 +22,14 @@ ENTITLEMENT_SCALE = Decimal("0.00000001")   # shares (or yuan of capital) per un
 PRICE_SCALE = Decimal("0.000001")           # yuan per share: 6 dp
 AMOUNT_SCALE = Decimal("0.0001")            # shares or yuan of capital on the register: 4 dp
 LEGAL_HOLDER_CAP = 200
+MAX_FIGURE = Decimal("1e12")                # no price, ratio, entitlement or share amount reaches 10^12
+MIN_FIGURE = Decimal("1e-12")               # nor is a non-zero one finer than 10^-12
+MAX_UNITS = 10**12                          # units one allocation issues
+MAX_FEN = 2**63 - 1                         # what the register's bigint columns hold
+_WIDE = Context(prec=80)                    # rounding to a stated scale never runs out of digits
+
+Units = Annotated[int, msgspec.Meta(le=MAX_UNITS)]
+Fen = Annotated[int, msgspec.Meta(le=MAX_FEN)]
 
 
 # -- vocabulary -----------------------------------------------------------------------------
@@ -191,6 +199,16 @@ class NothingToDo(RuleViolation):
 # -- commands and terms ---------------------------------------------------------------------
 
 
+def check_figures(struct: msgspec.Struct) -> None:
+    """A request's decimals are finite and within 10^-12..10^12 in magnitude (or zero): anything else is a
+    malformed request, refused while it is decoded (msgspec turns the ValueError into a 400)."""
+    for name in struct.__struct_fields__:
+        value = getattr(struct, name)
+        if isinstance(value, Decimal) and not (value.is_finite() and (value == 0
+                                                                      or MIN_FIGURE <= abs(value) < MAX_FIGURE)):
+            raise ValueError(f"{name} must be a finite decimal, zero or between 1e-12 and 1e12 in magnitude")
+
+
 class Document(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     name: str
     sha256: str
@@ -199,9 +217,12 @@ class Document(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
 class Allocation(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     account_id: str
-    units: int
+    units: Units
     subscription_price_per_unit: Decimal = Decimal("0")
     """What the holder paid per unit at issuance (often 0 for warrants granted with a loan)."""
+
+    def __post_init__(self) -> None:
+        check_figures(self)
 
 
 class SeriesTerms(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -226,6 +247,9 @@ class SeriesTerms(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     documents: list[Document] = []
     allocations: list[Allocation]
 
+    def __post_init__(self) -> None:
+        check_figures(self)
+
 
 class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     from_account: str
@@ -233,8 +257,11 @@ class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     units: int
     mode: TransferMode
     price_per_unit: Decimal
-    consideration_fen: int
+    consideration_fen: Fen
     agreement_digest: str | None = None
+
+    def __post_init__(self) -> None:
+        check_figures(self)
 
 
 class BalanceChange(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -264,6 +291,9 @@ class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
     new_issue_price: Decimal | None = None
     shares_outstanding_before: Decimal | None = None
     new_shares_issued: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        check_figures(self)
 
 
 # -- state ----------------------------------------------------------------------------------
@@ -331,7 +361,7 @@ class IntervalFacts(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def _q(value: Decimal, scale: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    return value.quantize(scale, rounding=rounding)
+    return value.quantize(scale, rounding=rounding, context=_WIDE)
 
 
 def price_per_share(price_per_unit: Decimal, entitlement: Decimal) -> Decimal:
@@ -340,7 +370,7 @@ def price_per_share(price_per_unit: Decimal, entitlement: Decimal) -> Decimal:
 
 def payment_due_fen(units: int, price_per_unit: Decimal) -> int:
     """Units × price per unit, in fen, rounded half up (四舍五入到分)."""
-    return int((Decimal(units) * price_per_unit * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int(_q(Decimal(units) * price_per_unit * 100, Decimal("1"), ROUND_HALF_UP))
 
 
 def _event(type_: str, data: dict[str, Any], effective_date: dt.date | None = None) -> NewEvent:
@@ -390,6 +420,10 @@ def check_terms(terms: SeriesTerms, *, legal_form: str, today: dt.date) -> None:
         problems.append("every allocation is a positive number of units")
     if any(a.subscription_price_per_unit < 0 for a in terms.allocations):
         problems.append("subscription prices are not negative")
+    units = sum(a.units for a in terms.allocations)
+    if units * terms.exercise_price_per_unit * 100 > MAX_FEN or any(
+            a.units * a.subscription_price_per_unit * 100 > MAX_FEN for a in terms.allocations):
+        problems.append(f"the payments for the units exceed what the register records ({MAX_FEN} fen)")
     if len({a.account_id for a in terms.allocations}) != len(terms.allocations):
         problems.append("each account appears once in the allocation")
     bad_docs = [d.name for d in terms.documents if not _is_digest(d.sha256)]
@@ -670,6 +704,9 @@ def decide_ipo_outcome(series: SeriesFacts, *, outcome: str, on: dt.date, reason
             "code": series.code, "on": on.isoformat(), "reason": reason,
             "units_cancelled": series.units_outstanding}, on)]
     days = (on - series.suspended_since).days
+    if series.valid_until > dt.date.max - dt.timedelta(days=days):
+        raise TermsInvalid("the expiry pushed back by the suspension would fall past the calendar's end",
+                           on=on.isoformat(), valid_until=series.valid_until.isoformat())
     return [_event("warrant.series_resumed", {
         "code": series.code, "on": on.isoformat(), "outcome": outcome, "reason": reason, "suspended_days": days,
         "valid_until_before": series.valid_until.isoformat(),
@@ -718,6 +755,9 @@ def decide_adjustment(series: SeriesFacts, cmd: Adjustment) -> list[NewEvent]:
                       "C": str(c), "CP1": str(old_price), "formula": "CP2 = CP1 × (A + B) / (A + C)"}
         factor = old_price / new_price
     new_entitlement = _q(old_entitlement * factor, ENTITLEMENT_SCALE)
+    if not 0 < new_entitlement < MAX_FIGURE:
+        raise AdjustmentInvalid(f"the entitlement per unit would become {new_entitlement}",
+                                entitlement_before=str(old_entitlement), entitlement_after=str(new_entitlement))
     return [_event("warrant.adjusted", {
         "code": series.code, "kind": str(cmd.kind), "reason": cmd.reason, "effective_date": cmd.effective_date.isoformat(),
         "inputs": inputs, "entitlement_before": str(old_entitlement), "entitlement_after": str(new_entitlement),

@@ -229,6 +229,9 @@ class ShareHolding(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     holder_name: str
     amount: Decimal
 
+    def __post_init__(self) -> None:
+        domain.check_figures(self)
+
 
 def register_shares(uscc: str, cmd: RegisterShares) -> Handler:
     async def handler(ctx: WriteContext) -> dict[str, Any]:

@@ -240,3 +240,58 @@ async def test_a_write_stating_a_stale_stream_version_is_a_409_and_appends_nothi
                          "eventlog.stream_version_conflict", status=409,
                          headers={**op(), "If-Match": f'"{version}"'})
     assert (body["expected_version"], body["actual_version"]) == (version, version + 1)
+
+
+@pytest.mark.parametrize("price", ["NaN", "sNaN", "Infinity", "1e999999", "1e-999999"])
+async def test_a_transfer_price_that_is_not_a_usable_decimal_is_a_400_and_appends_nothing(
+        client: httpx.AsyncClient, market, price: str) -> None:
+    await refused(client, f"/warrant-series/{market['code']}/transfers", transfer(market, price_per_unit=price),
+                  "request.invalid", 400)
+
+
+async def test_a_consideration_past_what_the_register_stores_is_a_400(client: httpx.AsyncClient, market) -> None:
+    await refused(client, f"/warrant-series/{market['code']}/transfers", transfer(market, consideration_fen=2**63),
+                  "request.invalid", 400)
+
+
+@pytest.mark.parametrize("changes", [{"kind": "bonus_issue", "ratio": "NaN"}, {"kind": "bonus_issue", "ratio": "1e50"},
+                                     {"kind": "split", "ratio": "Infinity"}])
+async def test_an_adjustment_ratio_that_is_not_a_usable_decimal_is_a_400(client, market, changes) -> None:
+    body = {"effective_date": TODAY.isoformat(), "reason": "股东大会决议", **changes}
+    await refused(client, f"/warrant-series/{market['code']}/adjustments", body, "request.invalid", 400)
+
+
+async def test_a_split_that_rounds_the_entitlement_to_nothing_is_refused(client: httpx.AsyncClient, market) -> None:
+    body = {"effective_date": TODAY.isoformat(), "reason": "股东大会决议", "kind": "split", "ratio": "0.000000000001"}
+    await refused(client, f"/warrant-series/{market['code']}/adjustments", body, "warrant.adjustment_invalid")
+
+
+@pytest.mark.parametrize("changes", [{"entitlement_per_unit": "NaN"}, {"exercise_price_per_unit": "sNaN"},
+                                     {"entitlement_per_unit": "1e999999"}])
+async def test_a_proposal_with_an_unusable_decimal_is_a_400(client: httpx.AsyncClient, market, changes) -> None:
+    from warrant_fixtures import terms
+    body = {"terms": {**terms([(market["fund_acct"], 10)]), **changes}, "reason": "银行认股权贷款"}
+    await refused(client, "/warrant-series", body, "request.invalid", 400, auth("enterprise", TARGET, "bad-decimal"))
+
+
+async def test_a_series_whose_exercise_would_cost_more_than_the_register_stores_is_refused_at_approval(
+        client: httpx.AsyncClient, market) -> None:
+    from warrant_fixtures import terms
+    proposal = await ok(await client.post("/warrant-series", headers=auth("enterprise", TARGET, "huge-series"), json={
+        "terms": terms([(market["fund_acct"], 10**12)], exercise_price_per_unit="999999999999"), "reason": "贷款"}))
+    r = await client.post(f"/approvals/{proposal['approval_id']}/approve", headers=op("op-2"), json={"reason": "x"})
+    assert r.status_code == 422 and r.json()["code"] == "warrant.terms_invalid", r.text
+
+
+async def test_a_share_register_amount_that_is_not_a_usable_decimal_is_a_400(client: httpx.AsyncClient, market) -> None:
+    for amount in ("NaN", "1e999999"):
+        await refused(client, f"/enterprises/{TARGET}/share-register",
+                      {"holders": [{"holder_id": "founder", "holder_name": "创始人", "amount": amount}], "reason": "名册"},
+                      "request.invalid", 400)
+
+
+async def test_an_ipo_outcome_that_would_push_expiry_past_the_calendar_is_refused(client, market) -> None:
+    await ok(await client.post(f"/enterprises/{TARGET}/ipo-filings", headers=op(),
+                               json={"filed_on": TODAY.isoformat(), "reason": "申报IPO"}))
+    await refused(client, f"/enterprises/{TARGET}/ipo-outcomes", {"outcome": "rejected", "on": "9999-12-31",
+                                                                   "reason": "未通过"}, "warrant.terms_invalid")
