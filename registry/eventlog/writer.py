@@ -39,6 +39,14 @@ LOG_CHANNEL = "registry_log"
 NO_STREAM = -1
 """Expected version of a stream that must not exist yet."""
 STREAM_CACHE_LIMIT = 200_000
+VALUE_REFUSALS = (
+    asyncpg.NumericValueOutOfRangeError, asyncpg.InvalidTextRepresentationError,
+    asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError,
+    asyncpg.StringDataRightTruncationError, asyncpg.DatetimeFieldOverflowError,
+    asyncpg.InvalidDatetimeFormatError,
+)
+"""The database refusing a value the request carried: the caller gets the error itself, which the HTTP
+layer answers with 400 like the same refusal on a read; anything else failing is a 500."""
 
 
 class StreamVersionConflict(Conflict):
@@ -276,7 +284,8 @@ class Writer:
                 self._conn = None
             if len(jobs) == 1:
                 log.error("command %s failed in the database: %s", jobs[0].meta.command, exc)
-                jobs[0].future.set_exception(InternalError("the write failed in the database; nothing was written"))
+                jobs[0].future.set_exception(exc if isinstance(exc, VALUE_REFUSALS) else InternalError(
+                    "the write failed in the database; nothing was written"))
                 return
             # Isolate the culprit: every command gets its own transaction.
             for job in jobs:
@@ -377,7 +386,7 @@ class Writer:
                     self._versions.pop(stream_id, None)
                 else:
                     self._versions[stream_id] = version
-            if isinstance(exc, RegistryError):
+            if isinstance(exc, RegistryError) or (isinstance(exc, VALUE_REFUSALS) and savepoint is not None):
                 return exc
             if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)) and savepoint is None:
                 raise  # the transaction is unusable; the caller isolates the failing command

@@ -81,6 +81,26 @@ async def test_a_command_failing_in_the_database_does_not_sink_the_others(db: Da
     assert await positions(db) == list(range(9))
 
 
+@pytest.mark.parametrize("savepoint", [True, False])
+async def test_a_value_the_database_refuses_reaches_the_caller_as_that_refusal_and_writes_nothing(
+        db: Database, savepoint: bool) -> None:
+    """The HTTP layer answers such a refusal with 400, as on a read; it is not the service failing (500)."""
+    async def handler(ctx):
+        await ctx.conn.execute("SELECT '99999999999'::int")  # e.g. a figure too large for its column
+        await ctx.append("s-too-big", NO_STREAM, happened(1))
+        return {}
+
+    async def fine(ctx):
+        await ctx.append("s-fine", NO_STREAM, happened(2))
+        return {}
+
+    outcomes = await asyncio.gather(db.writer.execute(handler, META, savepoint=savepoint),
+                                    db.writer.execute(fine, META, savepoint=savepoint), return_exceptions=True)
+    assert isinstance(outcomes[0], asyncpg.NumericValueOutOfRangeError)
+    assert not isinstance(outcomes[1], BaseException)
+    assert await positions(db) == [0]
+
+
 async def test_same_idempotency_key_and_body_returns_the_original_result_and_appends_nothing(db: Database) -> None:
     key = Idempotency.of("op-1", "k-1", "test", {"amount_fen": 100})
     first = await db.writer.append("acct-1", NO_STREAM, happened(1), META, idempotency=key)
