@@ -86,7 +86,7 @@ class ChainVerifier:
 
         if row.position != expected:
             return bad(f"position {expected} is missing; the next stored event is at {row.position}")
-        if hashlib.sha256(row.canonical).digest() != row.hash:
+        if canonical.digest(row.canonical) != row.hash:
             return bad("stored hash is not the SHA-256 of the stored bytes")
         if row.prev_hash != self.previous_hash:
             return bad("prev_hash does not match the previous event's hash")
