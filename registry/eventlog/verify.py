@@ -19,6 +19,11 @@ import msgspec
 from registry.eventlog import canonical
 from registry.eventlog.model import GENESIS_HASH, CanonicalEvent
 
+try:
+    from registry.eventlog import _fastchain as fastchain
+except ImportError:  # installed without a C compiler: the Python verifier does all the work, more slowly
+    fastchain = None  # type: ignore[assignment]
+
 
 class LogRow(msgspec.Struct, kw_only=True, frozen=True):
     """One stored event as the verifier sees it: the indexed columns beside the canonical bytes."""
@@ -77,6 +82,13 @@ class ChainVerifier:
             self.expected_position += len(window.canonical)
             self.previous_hash = window.hash[-1]
         return True
+
+    def accept(self, count: int, last_hash: bytes) -> None:
+        """`count` more rows were verified elsewhere (the compiled fast path), the last with `last_hash`."""
+        if count:
+            self.checked += count
+            self.expected_position += count
+            self.previous_hash = last_hash
 
     def _check(self, row: LogRow) -> Finding | None:
         expected = self.expected_position

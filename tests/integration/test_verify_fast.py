@@ -1,5 +1,6 @@
 """The window-at-a-time verification names the same first bad position, with the same problem, as
-feeding every row to the row-by-row verifier — for each kind of tampering, at window edges too."""
+feeding every row to the row-by-row verifier — for each kind of tampering, at window edges too, both
+with the compiled fast path (binary COPY checked in C) and with the Python window check."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ WINDOW = 4
 EVENTS = 14  # windows [0,4) [4,8) [8,12) and a partial [12,14)
 
 Tamper = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+@pytest.fixture(params=[True, False], ids=["compiled", "python"])
+def fast(request: pytest.FixtureRequest) -> bool:
+    return request.param
 
 
 async def row_by_row(conn: asyncpg.Connection) -> tuple[int | None, str | None, int]:
@@ -137,7 +143,7 @@ CASES: dict[str, tuple[Tamper, int]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 async def test_windows_name_the_same_first_bad_position_as_row_by_row(db: Database, owner: asyncpg.Connection,
-                                                                      case: str) -> None:
+                                                                      case: str, fast: bool) -> None:
     tamper, expected = CASES[case]
     await fill(db)
     await owner.execute("ALTER TABLE event DISABLE TRIGGER event_refuse_change")
@@ -145,35 +151,36 @@ async def test_windows_name_the_same_first_bad_position_as_row_by_row(db: Databa
     async with db.connection() as conn:
         reference = await row_by_row(conn)
         for window in (WINDOW, 5, 4096):
-            report = await verify_log(conn, window=window)
+            report = await verify_log(conn, window=window, fast=fast)
             assert (report.first_bad_position, report.problem, report.checked) == reference, window
             assert report.ok is (expected is None)
     assert reference[0] == expected
 
 
-async def test_an_untampered_log_verifies_whole_at_every_window_size(db: Database) -> None:
+async def test_an_untampered_log_verifies_whole_at_every_window_size(db: Database, fast: bool) -> None:
     await fill(db)
     seen: list[int] = []
     async with db.connection() as conn:
         head = bytes(await conn.fetchval("SELECT hash FROM event WHERE position = $1", EVENTS - 1)).hex()
         for window in (1, WINDOW, 5, EVENTS, 4096):
-            report = await verify_log(conn, seen.append, window=window)
+            report = await verify_log(conn, seen.append, window=window, fast=fast)
             assert (report.ok, report.checked, report.size, report.head_hash) == (True, EVENTS, EVENTS, head)
             assert sum(seen) == EVENTS
             seen.clear()
 
 
-async def test_an_empty_log_verifies(db: Database) -> None:
+async def test_an_empty_log_verifies(db: Database, fast: bool) -> None:
     async with db.connection() as conn:
-        report = await verify_log(conn, window=WINDOW)
+        report = await verify_log(conn, window=WINDOW, fast=fast)
     assert (report.ok, report.checked, report.head_hash) == (True, 0, None)
 
 
-async def test_an_untampered_log_is_never_fed_row_by_row(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_untampered_log_is_never_fed_row_by_row(db: Database, monkeypatch: pytest.MonkeyPatch,
+                                                          fast: bool) -> None:
     await fill(db)
     fed: list[int] = []
     original = ChainVerifier.feed
     monkeypatch.setattr(ChainVerifier, "feed", lambda self, row: fed.append(row.position) or original(self, row))
     async with db.connection() as conn:
-        assert (await verify_log(conn, window=7)).ok
+        assert (await verify_log(conn, window=7, fast=fast)).ok
     assert fed == []

@@ -1,0 +1,484 @@
+/* The hash chain's fast path: verify a window of stored events without creating a Python object per event.
+ *
+ * `verify_copy` walks the output of PostgreSQL's binary COPY of
+ *     SELECT position::int8, stream_id, stream_version::int8, event_type, schema_version::int8, actor,
+ *            recorded_at, effective_date, canonical, hash, prev_hash FROM event ... ORDER BY position
+ * and, for each row, checks what `registry.eventlog.verify.ChainVerifier` checks: the position is the
+ * next one, SHA-256 of the stored bytes is the stored hash, prev_hash is the previous event's hash,
+ * the bytes are exactly the canonical encoding of an event, and the indexed columns equal the values
+ * in the hashed document.
+ *
+ * It only ever accepts: a row it does not fully understand (a float, an escaped key, an offset other
+ * than Z, a field the event shape does not have, ...) stops the walk, and the caller verifies that
+ * window with the Python verifier, which names the first bad position and its problem. So this file
+ * can make verification faster but never more lenient: every byte string it accepts as canonical is
+ * one that msgspec's decoder reads as a CanonicalEvent and its sorted encoder writes back unchanged
+ * (tests/test_fastchain.py checks this on generated and mutated events).
+ *
+ * SHA-256 is OpenSSL's, from the libcrypto that Python's hashlib already loads.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- SHA-256 from libcrypto ------------------------------------------------------------------- */
+
+typedef struct { _Alignas(16) unsigned char opaque[512]; } sha_ctx; /* larger than OpenSSL's SHA256_CTX */
+
+static int (*sha_init)(void *);
+static int (*sha_update)(void *, const void *, size_t);
+static int (*sha_final)(unsigned char *, void *);
+
+static int load_sha(void) {
+    const char *names[] = {"libcrypto.so.3", "libcrypto.so", "libcrypto.so.1.1", NULL};
+    for (int i = 0; names[i]; i++) {
+        void *lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (!lib) continue;
+        sha_init = (int (*)(void *))dlsym(lib, "SHA256_Init");
+        sha_update = (int (*)(void *, const void *, size_t))dlsym(lib, "SHA256_Update");
+        sha_final = (int (*)(unsigned char *, void *))dlsym(lib, "SHA256_Final");
+        if (sha_init && sha_update && sha_final) return 0;
+    }
+    return -1;
+}
+
+static int sha256(const unsigned char *prefix, size_t prefix_len, const unsigned char *data, size_t len,
+                  unsigned char out[32]) {
+    sha_ctx ctx;
+    if (sha_init(&ctx) != 1) return -1;
+    if (prefix_len && sha_update(&ctx, prefix, prefix_len) != 1) return -1;
+    if (sha_update(&ctx, data, len) != 1) return -1;
+    return sha_final(out, &ctx) == 1 ? 0 : -1;
+}
+
+/* ---- canonical JSON, exactly as msgspec's sorted encoder writes it ---------------------------- */
+
+typedef struct {
+    const unsigned char *p, *end;
+} cursor;
+
+typedef struct {
+    const unsigned char *s;
+    size_t n;
+    int escaped;
+} span;
+
+#define MAX_DEPTH 64
+
+static int lit(cursor *c, const char *text, size_t n) {
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, text, n) != 0) return -1;
+    c->p += n;
+    return 0;
+}
+#define LIT(c, text) lit((c), (text), sizeof(text) - 1)
+
+static int hexval(unsigned char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    return -1; /* msgspec writes lowercase hex only */
+}
+
+/* A string: printable ASCII except '"' and '\', valid UTF-8 beyond ASCII, and only the escapes msgspec
+ * writes (\" \\ \b \t \n \f \r, and \u00XX for the other control characters). */
+static int string(cursor *c, span *out) {
+    if (c->p >= c->end || *c->p != '"') return -1;
+    const unsigned char *p = ++c->p, *end = c->end;
+    out->s = p;
+    out->escaped = 0;
+    while (p < end) {
+        unsigned char ch = *p;
+        if (ch == '"') {
+            out->n = (size_t)(p - out->s);
+            c->p = p + 1;
+            return 0;
+        }
+        if (ch < 0x20) return -1;
+        if (ch < 0x80) {
+            if (ch == '\\') {
+                out->escaped = 1;
+                if (p + 1 >= end) return -1;
+                unsigned char e = p[1];
+                if (e == '"' || e == '\\' || e == 'b' || e == 't' || e == 'n' || e == 'f' || e == 'r') {
+                    p += 2;
+                    continue;
+                }
+                if (e != 'u' || end - p < 6 || p[2] != '0' || p[3] != '0') return -1;
+                int hi = hexval(p[4]), lo = hexval(p[5]);
+                if (hi < 0 || lo < 0) return -1;
+                int code = hi * 16 + lo;
+                if (code >= 0x20 || code == 0x08 || code == 0x09 || code == 0x0a || code == 0x0c || code == 0x0d)
+                    return -1;
+                p += 6;
+                continue;
+            }
+            p++;
+            continue;
+        }
+        /* UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF */
+        if (ch >= 0xc2 && ch <= 0xdf) {
+            if (end - p < 2 || (p[1] & 0xc0) != 0x80) return -1;
+            p += 2;
+        } else if (ch >= 0xe0 && ch <= 0xef) {
+            if (end - p < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80) return -1;
+            if (ch == 0xe0 && p[1] < 0xa0) return -1;
+            if (ch == 0xed && p[1] >= 0xa0) return -1;
+            p += 3;
+        } else if (ch >= 0xf0 && ch <= 0xf4) {
+            if (end - p < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80) return -1;
+            if (ch == 0xf0 && p[1] < 0x90) return -1;
+            if (ch == 0xf4 && p[1] >= 0x90) return -1;
+            p += 4;
+        } else {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+/* An integer as msgspec writes one: -?(0|[1-9][0-9]*), never -0; at most 18 digits (fits int64);
+ * a fraction or exponent after it would make it a float, which the fast path does not take. */
+static int integer(cursor *c, int64_t *value) {
+    const unsigned char *p = c->p, *end = c->end;
+    int negative = 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (p >= end || *p < '0' || *p > '9') return -1;
+    if (*p == '0') {
+        if (negative) return -1;
+        p++;
+        if (p < end && *p >= '0' && *p <= '9') return -1;
+        *value = 0;
+    } else {
+        int64_t v = 0;
+        int digits = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (++digits > 18) return -1;
+            v = v * 10 + (*p++ - '0');
+        }
+        *value = negative ? -v : v;
+    }
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) return -1;
+    c->p = p;
+    return 0;
+}
+
+static int value(cursor *c, int depth);
+
+/* An object whose keys are unescaped and strictly increasing (code point order, which is UTF-8 byte
+ * order): what sorting a dict's keys writes, with no key twice. */
+static int object(cursor *c, int depth) {
+    if (depth > MAX_DEPTH || LIT(c, "{")) return -1;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 0;
+    }
+    span previous = {NULL, 0, 0};
+    for (;;) {
+        span key;
+        if (string(c, &key) || key.escaped) return -1;
+        if (previous.s) {
+            size_t n = previous.n < key.n ? previous.n : key.n;
+            int order = memcmp(previous.s, key.s, n);
+            if (order > 0 || (order == 0 && previous.n >= key.n)) return -1;
+        }
+        previous = key;
+        if (LIT(c, ":") || value(c, depth + 1)) return -1;
+        if (c->p >= c->end) return -1;
+        if (*c->p == '}') {
+            c->p++;
+            return 0;
+        }
+        if (*c->p++ != ',') return -1;
+    }
+}
+
+static int array(cursor *c, int depth) {
+    if (depth > MAX_DEPTH || LIT(c, "[")) return -1;
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        return 0;
+    }
+    for (;;) {
+        if (value(c, depth + 1)) return -1;
+        if (c->p >= c->end) return -1;
+        if (*c->p == ']') {
+            c->p++;
+            return 0;
+        }
+        if (*c->p++ != ',') return -1;
+    }
+}
+
+static int value(cursor *c, int depth) {
+    if (c->p >= c->end) return -1;
+    span s;
+    int64_t i;
+    switch (*c->p) {
+    case '{': return object(c, depth);
+    case '[': return array(c, depth);
+    case '"': return string(c, &s);
+    case 't': return LIT(c, "true");
+    case 'f': return LIT(c, "false");
+    case 'n': return LIT(c, "null");
+    default: return integer(c, &i);
+    }
+}
+
+/* ---- dates and times -------------------------------------------------------------------------- */
+
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d) { /* days since 1970-01-01 */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static const int64_t PG_EPOCH_DAYS = 10957; /* 2000-01-01, PostgreSQL's epoch, in days since 1970 */
+
+static int digits(const unsigned char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* YYYY-MM-DD, a real calendar day in years 1..9999: days since 2000-01-01. */
+static int date_at(const unsigned char *p, int64_t *days) {
+    int y, m, d;
+    if (digits(p, 4, &y) || p[4] != '-' || digits(p + 5, 2, &m) || p[7] != '-' || digits(p + 8, 2, &d)) return -1;
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || m < 1 || m > 12 || d < 1) return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > month_days[m - 1] + (m == 2 && leap)) return -1;
+    *days = days_from_civil(y, m, d) - PG_EPOCH_DAYS;
+    return 0;
+}
+
+static int date_string(cursor *c, int64_t *days) {
+    if (c->end - c->p < 12 || c->p[0] != '"' || c->p[11] != '"' || date_at(c->p + 1, days)) return -1;
+    c->p += 12;
+    return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" as msgspec writes a UTC datetime (six fraction digits, none when the
+ * microsecond is 0): microseconds since 2000-01-01 UTC, as PostgreSQL stores timestamptz. */
+static int utc_datetime(cursor *c, int64_t *micros) {
+    const unsigned char *p = c->p;
+    int64_t days;
+    int hh, mm, ss, us = 0;
+    if (c->end - p < 22 || p[0] != '"' || date_at(p + 1, &days) || p[11] != 'T' || digits(p + 12, 2, &hh) ||
+        p[14] != ':' || digits(p + 15, 2, &mm) || p[17] != ':' || digits(p + 18, 2, &ss))
+        return -1;
+    if (hh > 23 || mm > 59 || ss > 59) return -1;
+    p += 20;
+    if (*p == '.') {
+        if (c->end - p < 9 || digits(p + 1, 6, &us) || us == 0) return -1;
+        p += 7;
+    }
+    if (c->end - p < 2 || p[0] != 'Z' || p[1] != '"') return -1;
+    c->p = p + 2;
+    *micros = ((days * 24 + hh) * 60 + mm) * 60 * 1000000LL + ss * 1000000LL + us;
+    return 0;
+}
+
+/* ---- the event document ----------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t position, version, schema, recorded_at, effective_date;
+    int has_effective_date;
+    span stream, type, actor;
+    unsigned char prev_hash[32];
+} event_doc;
+
+static int hex32(cursor *c, unsigned char out[32]) {
+    if (c->end - c->p < 66 || c->p[0] != '"' || c->p[65] != '"') return -1;
+    for (int i = 0; i < 32; i++) {
+        int hi = hexval(c->p[1 + 2 * i]), lo = hexval(c->p[2 + 2 * i]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i] = (unsigned char)(hi * 16 + lo);
+    }
+    c->p += 66;
+    return 0;
+}
+
+/* The whole canonical document of a CanonicalEvent: its ten fields in sorted order, EventMeta's fields
+ * in sorted order with the optional ones present only as strings (omit_defaults drops a None). */
+static int event_document(const unsigned char *bytes, size_t n, event_doc *e) {
+    cursor c = {bytes, bytes + n};
+    span s;
+    if (LIT(&c, "{\"data\":") || object(&c, 1) || LIT(&c, ",\"effective_date\":")) return -1;
+    if (c.p < c.end && *c.p == 'n') {
+        if (LIT(&c, "null")) return -1;
+        e->has_effective_date = 0;
+    } else {
+        if (date_string(&c, &e->effective_date)) return -1;
+        e->has_effective_date = 1;
+    }
+    if (LIT(&c, ",\"meta\":{\"actor\":") || string(&c, &e->actor) || LIT(&c, ",\"command\":") || string(&c, &s))
+        return -1;
+    if (c.p < c.end && LIT(&c, ",\"idempotency_key\":") == 0 && string(&c, &s)) return -1;
+    if (c.p < c.end && LIT(&c, ",\"reason\":") == 0 && string(&c, &s)) return -1;
+    if (c.p < c.end && LIT(&c, ",\"request_id\":") == 0 && string(&c, &s)) return -1;
+    if (LIT(&c, ",\"role\":") || string(&c, &s) || LIT(&c, "},\"position\":") || integer(&c, &e->position) ||
+        LIT(&c, ",\"prev_hash\":") || hex32(&c, e->prev_hash) || LIT(&c, ",\"recorded_at\":") ||
+        utc_datetime(&c, &e->recorded_at) || LIT(&c, ",\"schema\":") || integer(&c, &e->schema) ||
+        LIT(&c, ",\"stream\":") || string(&c, &e->stream) || LIT(&c, ",\"type\":") || string(&c, &e->type) ||
+        LIT(&c, ",\"version\":") || integer(&c, &e->version) || LIT(&c, "}"))
+        return -1;
+    return c.p == c.end ? 0 : -1;
+}
+
+/* ---- PostgreSQL binary COPY rows -------------------------------------------------------------- */
+
+static const unsigned char COPY_SIGNATURE[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0};
+
+static uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static int64_t be64(const unsigned char *p) { return (int64_t)(((uint64_t)be32(p) << 32) | be32(p + 4)); }
+
+typedef struct {
+    const unsigned char *s;
+    int32_t n; /* -1: NULL */
+} field;
+
+#define FIELDS 11
+
+enum { OK = 0, STOP = 1 };
+
+static int same_text(field f, span s) {
+    return f.n >= 0 && !s.escaped && (size_t)f.n == s.n && memcmp(f.s, s.s, s.n) == 0;
+}
+
+static int int8_field(field f, int64_t *v) {
+    if (f.n != 8) return -1;
+    *v = be64(f.s);
+    return 0;
+}
+
+/* Verify every row of one binary COPY output; *position and previous advance past each accepted row.
+ * Returns OK when the whole output (header to trailer) verified, STOP at the first row not accepted. */
+static int verify_rows(const unsigned char *data, size_t len, int64_t *position, unsigned char previous[32]) {
+    const unsigned char *p = data, *end = data + len;
+    if (len < 19 || memcmp(p, COPY_SIGNATURE, 11) != 0) return STOP;
+    uint32_t extension = be32(p + 15);
+    p += 19;
+    if ((size_t)(end - p) < extension) return STOP;
+    p += extension;
+    for (;;) {
+        if (end - p < 2) return STOP;
+        int16_t count = (int16_t)((p[0] << 8) | p[1]);
+        p += 2;
+        if (count == -1) return p == end ? OK : STOP;
+        if (count != FIELDS) return STOP;
+        field f[FIELDS];
+        for (int i = 0; i < FIELDS; i++) {
+            if (end - p < 4) return STOP;
+            int32_t n = (int32_t)be32(p);
+            p += 4;
+            if (n < -1 || (n > 0 && end - p < n)) return STOP;
+            f[i].s = p;
+            f[i].n = n;
+            if (n > 0) p += n;
+        }
+        int64_t column_position, version, schema, recorded_at;
+        if (int8_field(f[0], &column_position) || column_position != *position) return STOP;
+        if (int8_field(f[2], &version) || int8_field(f[4], &schema) || int8_field(f[6], &recorded_at)) return STOP;
+        field canonical = f[8], hash = f[9], prev_hash = f[10];
+        if (canonical.n < 0 || hash.n != 32 || prev_hash.n != 32) return STOP;
+        if (memcmp(prev_hash.s, previous, 32) != 0) return STOP;
+        unsigned char digest[32];
+        if (sha256(NULL, 0, canonical.s, (size_t)canonical.n, digest) || memcmp(digest, hash.s, 32) != 0)
+            return STOP;
+        event_doc e;
+        if (event_document(canonical.s, (size_t)canonical.n, &e)) return STOP;
+        if (e.position != column_position || e.version != version || e.schema != schema ||
+            e.recorded_at != recorded_at || memcmp(e.prev_hash, prev_hash.s, 32) != 0 ||
+            !same_text(f[1], e.stream) || !same_text(f[3], e.type) || !same_text(f[5], e.actor))
+            return STOP;
+        if (e.has_effective_date) {
+            if (f[7].n != 4 || (int32_t)be32(f[7].s) != e.effective_date) return STOP;
+        } else if (f[7].n != -1) {
+            return STOP;
+        }
+        memcpy(previous, hash.s, 32);
+        (*position)++;
+    }
+}
+
+/* ---- Python ----------------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(verify_copy_doc,
+"verify_copy(data, position, previous_hash) -> (complete, next_position, last_hash)\n\n"
+"Verify the rows of one binary COPY output (see the module source for the columns) as the chain\n"
+"continues from `position` after `previous_hash`. complete is True when every row verified;\n"
+"False means a row was not accepted (next_position names it) and the caller must verify the rows\n"
+"from there with the Python verifier, which says what, if anything, is wrong.");
+
+static PyObject *verify_copy(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data, previous;
+    long long position;
+    if (!PyArg_ParseTuple(args, "y*Ly*", &data, &position, &previous)) return NULL;
+    if (previous.len != 32) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&previous);
+        PyErr_SetString(PyExc_ValueError, "previous_hash must be 32 bytes");
+        return NULL;
+    }
+    unsigned char hash[32];
+    memcpy(hash, previous.buf, 32);
+    int64_t next = position;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = verify_rows((const unsigned char *)data.buf, (size_t)data.len, &next, hash);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&previous);
+    return Py_BuildValue("(OLy#)", status == OK ? Py_True : Py_False, (long long)next, (const char *)hash,
+                         (Py_ssize_t)32);
+}
+
+PyDoc_STRVAR(is_canonical_event_doc,
+"is_canonical_event(data) -> bool\n\n"
+"True only if the bytes are exactly the canonical encoding of an event that the fast path accepts.\n"
+"False does not mean they are not canonical, only that the Python verifier must decide.");
+
+static PyObject *is_canonical_event(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    event_doc e;
+    int ok = event_document((const unsigned char *)data.buf, (size_t)data.len, &e) == 0;
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(ok);
+}
+
+static PyMethodDef methods[] = {
+    {"verify_copy", verify_copy, METH_VARARGS, verify_copy_doc},
+    {"is_canonical_event", is_canonical_event, METH_VARARGS, is_canonical_event_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fastchain",
+    "Fast path of the hash-chain verifier (see registry.eventlog.verify for the rules).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastchain(void) {
+    if (load_sha()) {
+        PyErr_SetString(PyExc_ImportError, "libcrypto's SHA-256 is not available");
+        return NULL;
+    }
+    return PyModule_Create(&module);
+}
