@@ -26,7 +26,7 @@ import msgspec
 from registry.audit import merkle
 from registry.audit.checkpoint import Checkpoint, CheckpointInvalid, NoteVerifier, verify_checkpoint
 from registry.eventlog import canonical
-from registry.eventlog.verify import ChainVerifier, LogRow
+from registry.eventlog.verify import ChainVerifier, LogRow, fastchain
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -101,8 +101,12 @@ def _row(raw: bytes) -> LogRow:
 
 def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint_text: str | bytes | Sequence[str | bytes],
                   *, origin: str, vkey: str | NoteVerifier,
-                  progress: Callable[[int], None] | None = None) -> Report:
-    """Check an export against one checkpoint (or several: the roots are recomputed at each size)."""
+                  progress: Callable[[int], None] | None = None, fast: bool | None = None) -> Report:
+    """Check an export against one checkpoint (or several: the roots are recomputed at each size).
+
+    An export given as a file is checked by the compiled fast path when it was built (`fast`, by
+    default); lines it does not accept are checked in Python, which names any problem. Either way
+    the report is the same."""
     notes = [checkpoint_text] if isinstance(checkpoint_text, (str, bytes)) else list(checkpoint_text)
     try:
         verifier = vkey if isinstance(vkey, NoteVerifier) else NoteVerifier.parse(vkey)
@@ -121,44 +125,26 @@ def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint
                                                       "roots: the log was forked")
     largest = checkpoints[-1]
 
-    chain = ChainVerifier()
-    frontier = merkle.Frontier()
-    roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in by_size else {}
-    events = 0
-    chain_finding: tuple[int, str] | None = None
-    leaves_ok = True
-    for raw in _lines(log_file):
-        if progress is not None:
-            progress(len(raw))
-        if not raw.strip():
-            continue
-        position = events
-        events += 1
-        try:
-            row = _row(raw)
-        except (msgspec.DecodeError, ValueError, UnicodeEncodeError, binascii.Error) as exc:
-            leaves_ok = False
-            if chain_finding is None:
-                chain_finding = (chain.expected_position, f"line {position + 1} is not an exported event: {exc}")
-            continue
-        if chain_finding is None:
-            found = chain.feed(row)
-            if found is not None:
-                chain_finding = (found.position, found.problem)
-        if leaves_ok and frontier.size < largest.size:
-            frontier.append(merkle.leaf_hash(row.canonical))
-            if frontier.size in by_size:
-                roots[frontier.size] = frontier.root()
+    walk = _Walk(largest.size, by_size)
+    use_fast = (fastchain is not None if fast is None else fast) and isinstance(log_file, (str, os.PathLike))
+    if fast and fastchain is None:
+        raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
+    if use_fast:
+        _walk_file_fast(log_file, walk, progress)  # type: ignore[arg-type]
+    else:
+        for raw in _lines(log_file):
+            walk.line(raw, progress)
 
-    finding = chain_finding
+    chain, events = walk.chain, walk.events
+    finding = walk.chain_finding
     if events < largest.size:
         short = (events, f"the export has {events} events but the checkpoint was signed over {largest.size}: "
                          f"the log is shorter than the signed tree (position {events} onwards is gone)")
         if finding is None or short[0] < finding[0]:
             finding = short
-    computed = roots.get(largest.size)
+    computed = walk.roots.get(largest.size)
     if finding is None:
-        finding = _root_finding(checkpoints, roots)
+        finding = _root_finding(checkpoints, walk.roots)
     return Report(
         ok=finding is None, events=events, checked=chain.checked, checkpoint_size=largest.size,
         checkpoint_root=largest.root_hash.hex(), computed_root=None if computed is None else computed.hex(),
@@ -166,6 +152,113 @@ def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint
         problem=None if finding is None else finding[1],
         head_hash=chain.previous_hash.hex() if chain.checked else None,
     )
+
+
+class _Walk:
+    """One pass over the export's lines: the chain, and the Merkle roots at every checkpoint size."""
+
+    def __init__(self, largest: int, by_size: dict[int, Checkpoint]) -> None:
+        self.largest = largest
+        self.by_size = by_size
+        self.chain = ChainVerifier()
+        self.frontier = merkle.Frontier()
+        self.roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT} if 0 in by_size else {}
+        self.events = 0
+        self.chain_finding: tuple[int, str] | None = None
+        self.leaves_ok = True
+
+    def line(self, raw: bytes, progress: Callable[[int], None] | None) -> None:
+        """One line, checked in Python (`ChainVerifier.feed`)."""
+        if progress is not None:
+            progress(len(raw))
+        if not raw.strip():
+            return
+        position = self.events
+        self.events += 1
+        try:
+            row = _row(raw)
+        except (msgspec.DecodeError, ValueError, UnicodeEncodeError, binascii.Error) as exc:
+            self.leaves_ok = False
+            if self.chain_finding is None:
+                self.chain_finding = (self.chain.expected_position,
+                                      f"line {position + 1} is not an exported event: {exc}")
+            return
+        if self.chain_finding is None:
+            found = self.chain.feed(row)
+            if found is not None:
+                self.chain_finding = (found.position, found.problem)
+        if self.leaves_ok and self.frontier.size < self.largest:
+            self.frontier.append(merkle.leaf_hash(row.canonical))
+            if self.frontier.size in self.by_size:
+                self.roots[self.frontier.size] = self.frontier.root()
+
+    def fast_ready(self) -> bool:
+        """Nothing found so far, so the compiled path may continue the walk."""
+        return (self.chain_finding is None and self.leaves_ok and self.chain.expected_position == self.events
+                and self.frontier.size == min(self.events, self.largest))
+
+    def wants_leaves(self) -> bool:
+        return self.frontier.size < self.largest
+
+    def accept(self, count: int, last_hash: bytes, leaves: bytes) -> None:
+        """`count` lines verified by the compiled path, with their leaf hashes when asked for."""
+        self.chain.accept(count, last_hash)
+        self.events += count
+        at = 0
+        while at < len(leaves) and self.frontier.size < self.largest:
+            stop = min([size for size in self.by_size if size > self.frontier.size])
+            take = min((len(leaves) - at) // merkle.HASH_SIZE, stop - self.frontier.size)
+            size, peaks = fastchain.frontier_extend(self.frontier.size, self.frontier.peaks,
+                                                    leaves[at:at + take * merkle.HASH_SIZE])
+            self.frontier = merkle.Frontier(size, peaks)
+            at += take * merkle.HASH_SIZE
+            if size in self.by_size:
+                self.roots[size] = self.frontier.root()
+
+
+CHUNK = 8 << 20
+"""Bytes of the export read at a time by the compiled path."""
+
+
+def _walk_file_fast(path: str | os.PathLike[str], walk: _Walk, progress: Callable[[int], None] | None) -> None:
+    """Lines checked in C a chunk at a time (`fastchain.verify_lines`); a line it does not accept, and
+    the rest of that chunk, are walked in Python, which names what is wrong (or accepts the line)."""
+    pending = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            at_eof = not chunk
+            data = pending + chunk if pending else chunk
+            if not data:
+                return
+            complete = False
+            if walk.fast_ready():
+                before = walk.chain.expected_position
+                complete, position, last_hash, consumed, leaves = fastchain.verify_lines(
+                    data, before, walk.chain.previous_hash, walk.wants_leaves())
+                walk.accept(position - before, last_hash, leaves)
+                if progress is not None and consumed:
+                    progress(consumed)
+                data = data[consumed:]
+            if complete and not at_eof:
+                pending = data  # an unfinished last line
+                continue
+            cut = len(data) if at_eof else data.rfind(b"\n") + 1
+            for raw in _split_lines(data[:cut]):
+                walk.line(raw, progress)
+            pending = data[cut:]
+            if at_eof:
+                return
+
+
+def _split_lines(data: bytes) -> Iterator[bytes]:
+    """As iterating over a file opened in binary mode splits: after each b"\n", which stays on its line."""
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        yield data[start:end]
+        start = end
 
 
 def _root_finding(checkpoints: list[Checkpoint], roots: dict[int, bytes]) -> tuple[int | None, str] | None:

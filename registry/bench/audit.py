@@ -1,7 +1,9 @@
 """`registry bench audit`: proofs, full-log verification and the live tail at a million events.
 
 Printed beside the baseline measured in the same run: raw `hashlib.sha256` over the very same
-canonical bytes that verification hashes.
+canonical bytes that verification hashes. Full-log verification is measured twice: the regulator's
+offline check of an export against a signed checkpoint, and the service's check in the database
+(which can go no faster than PostgreSQL hands the rows over; that rate is printed too).
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from registry.audit import merkle, store
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from registry.audit import merkle, offline, store
+from registry.audit.checkpoint import CheckpointSigner
+from registry.audit.export import export_jsonl
 from registry.bench.cluster import migrated_cluster, percentile, say
 from registry.bench.transfers import prefill
 from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE
 from registry.eventlog import store as log_store
 from registry.eventlog.model import EventMeta, NewEvent
+from registry.eventlog.verify import fastchain
 from registry.settings import Settings
 
 
@@ -41,19 +48,44 @@ async def proof_latencies(db: Database, size: int, samples: int) -> dict[str, li
     return {"inclusion": sorted(inclusion), "consistency": sorted(consistency)}
 
 
-async def verification_rates(db: Database) -> tuple[float, float, int]:
-    """(events/s of the full chain verification, events/s of raw SHA-256 over the same bytes, events)."""
+async def verification_rates(db: Database, folder: Path) -> dict[str, float | int | bool]:
+    """Events/s of each full-log verification and of the baselines, all over the same log in one run.
+
+    - online: `verify_log` against the database (bytes, SHA-256, chain, canonical form, columns);
+    - offline: `registry verify` over an export file and a signed checkpoint (bytes, SHA-256, chain,
+      canonical form, the Merkle root recomputed and compared with the signed root, the signature);
+    - raw: `hashlib.sha256` over every event's canonical bytes in a Python loop, nothing else;
+    - read-out: PostgreSQL handing over the rows the online check reads, with no checking at all.
+    """
+    signer = CheckpointSigner(Ed25519PrivateKey.generate(), origin="bench.registry.example/log")
+    export = folder / "log.jsonl"
     async with db.connection() as conn:
         t = time.perf_counter()
         report = await log_store.verify_log(conn)
-        verify_seconds = time.perf_counter() - t
+        online_seconds = time.perf_counter() - t
         assert report.ok, report
+        t = time.perf_counter()
+        readout = 0
+        for start in range(0, report.size, log_store.VERIFY_WINDOW):
+            readout += len(await log_store._copy_window(conn, start, log_store.VERIFY_WINDOW))
+        readout_seconds = time.perf_counter() - t
+        head = await store.tree_head(conn)
+        note = signer.sign(head.size, head.root_hash)
+        with export.open("wb") as out:
+            await export_jsonl(conn, out)
         blobs = [bytes(r["canonical"]) for r in await conn.fetch("SELECT canonical FROM event ORDER BY position")]
+    t = time.perf_counter()
+    offline_report = offline.verify_export(export, note, origin=signer.origin, vkey=signer.vkey)
+    offline_seconds = time.perf_counter() - t
+    assert offline_report.ok, offline_report
     t = time.perf_counter()
     for blob in blobs:
         hashlib.sha256(blob).digest()
     hash_seconds = time.perf_counter() - t
-    return report.checked / verify_seconds, len(blobs) / hash_seconds, report.checked
+    events = report.checked
+    return {"online_rate": events / online_seconds, "offline_rate": offline_report.checked / offline_seconds,
+            "hash_rate": len(blobs) / hash_seconds, "readout_rate": events / readout_seconds, "checked": events,
+            "compiled": fastchain is not None, "export_mb": export.stat().st_size / 1e6}
 
 
 async def tail_lag(db: Database, events: int) -> list[float]:
@@ -102,17 +134,18 @@ async def measure(events: int, samples: int, base: Path) -> dict:
         await asyncio.to_thread(server.psql, "CHECKPOINT")
         say(f"Merkle tree over {size:,} events built in {build:.1f} s; timing proofs ...")
         proofs = await proof_latencies(db, size, samples)
-        say("verifying the whole log and hashing the same bytes raw ...")
-        verify_rate, hash_rate, checked = await verification_rates(db)
+        say("verifying the whole log (in the database, then exported) and hashing the same bytes raw ...")
+        rates = await verification_rates(db, base)
         say("measuring the live tail ...")
         lags = await tail_lag(db, 500)
-    return {"size": size, "build_seconds": build, "proofs": proofs, "verify_rate": verify_rate,
-            "hash_rate": hash_rate, "checked": checked, "lags": lags, "samples": samples}
+    return {"size": size, "build_seconds": build, "proofs": proofs, **rates, "lags": lags, "samples": samples}
 
 
 def format_results(r: dict) -> str:
     inc, con, lags = r["proofs"]["inclusion"], r["proofs"]["consistency"], r["lags"]
-    ratio = r["verify_rate"] / r["hash_rate"]
+    offline_ratio = r["offline_rate"] / r["hash_rate"]
+    online_ratio = r["online_rate"] / r["hash_rate"]
+    path = "compiled fast path" if r["compiled"] else "Python verifier only (the compiled fast path was not built)"
     p99_proof = max(percentile(inc, 99), percentile(con, 99)) * 1000
     lines = [
         f"log: {r['size']:,} events; Merkle tree built incrementally in {r['build_seconds']:.1f} s",
@@ -120,13 +153,19 @@ def format_results(r: dict) -> str:
         f"p99 {percentile(inc, 99) * 1000:.2f} ms",
         f"consistency proofs ({r['samples']} random):  p50 {percentile(con, 50) * 1000:.2f} ms  "
         f"p99 {percentile(con, 99) * 1000:.2f} ms",
-        f"full-log verification: {r['verify_rate']:,.0f} events/s ({r['checked']:,} events: bytes, SHA-256, chain, "
-        f"columns against the hashed document)",
-        f"baseline raw hashlib.sha256 over the same bytes: {r['hash_rate']:,.0f} events/s  -> ratio {ratio:.1%}",
+        f"baseline raw hashlib.sha256 over the same bytes (one core): {r['hash_rate']:,.0f} events/s",
+        f"full-log verification, offline (`registry verify`, {r['export_mb']:,.0f} MB export + signed checkpoint; "
+        f"bytes, SHA-256, chain, canonical form, Merkle root, signature; {path}): "
+        f"{r['offline_rate']:,.0f} events/s -> ratio {offline_ratio:.1%}",
+        f"full-log verification, in the database (`verify_log`: bytes, SHA-256, chain, canonical form, columns; "
+        f"{path}): {r['online_rate']:,.0f} events/s -> ratio {online_ratio:.1%}",
+        f"  of which PostgreSQL handing over the same rows, unchecked: {r['readout_rate']:,.0f} events/s "
+        f"({r['readout_rate'] / r['hash_rate']:.1%} of raw hashing)",
         f"live tail lag, commit to delivery ({len(lags)} events): p50 {percentile(lags, 50) * 1000:.2f} ms  "
         f"p99 {percentile(lags, 99) * 1000:.2f} ms",
         f"TARGETS: proof p99 <= 5 ms: {'HOLDS' if p99_proof <= 5 else 'NOT MET'} ({p99_proof:.2f} ms); "
-        f"verification >= 50% of raw hashing: {'HOLDS' if ratio >= 0.5 else 'NOT MET'} ({ratio:.1%})",
+        f"full-log verification >= 50% of raw hashing: offline {'HOLDS' if offline_ratio >= 0.5 else 'NOT MET'} "
+        f"({offline_ratio:.1%}); in the database {'HOLDS' if online_ratio >= 0.5 else 'NOT MET'} ({online_ratio:.1%})",
     ]
     return "\n".join(lines)
 

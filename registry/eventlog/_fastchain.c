@@ -297,16 +297,28 @@ typedef struct {
     int64_t position, version, schema, recorded_at, effective_date;
     int has_effective_date;
     span stream, type, actor;
-    unsigned char prev_hash[32];
+    const unsigned char *prev_hash; /* 64 lowercase hex digits inside the document */
 } event_doc;
 
-static int hex32(cursor *c, unsigned char out[32]) {
-    if (c->end - c->p < 66 || c->p[0] != '"' || c->p[65] != '"') return -1;
+static const char HEX_DIGITS[] = "0123456789abcdef";
+
+static void to_hex(const unsigned char in[32], unsigned char out[64]) {
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(c->p[1 + 2 * i]), lo = hexval(c->p[2 + 2 * i]);
-        if (hi < 0 || lo < 0) return -1;
-        out[i] = (unsigned char)(hi * 16 + lo);
+        out[2 * i] = (unsigned char)HEX_DIGITS[in[i] >> 4];
+        out[2 * i + 1] = (unsigned char)HEX_DIGITS[in[i] & 15];
     }
+}
+
+/* A JSON string of 64 lowercase hex digits; *hex points at the digits. */
+static int hex64(cursor *c, const unsigned char **hex) {
+    if (c->end - c->p < 66 || c->p[0] != '"' || c->p[65] != '"') return -1;
+    int bad = 0;
+    for (int i = 1; i <= 64; i++) {
+        unsigned char ch = c->p[i];
+        bad |= !((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+    }
+    if (bad) return -1;
+    *hex = c->p + 1;
     c->p += 66;
     return 0;
 }
@@ -330,7 +342,7 @@ static int event_document(const unsigned char *bytes, size_t n, event_doc *e) {
     if (c.p < c.end && LIT(&c, ",\"reason\":") == 0 && string(&c, &s)) return -1;
     if (c.p < c.end && LIT(&c, ",\"request_id\":") == 0 && string(&c, &s)) return -1;
     if (LIT(&c, ",\"role\":") || string(&c, &s) || LIT(&c, "},\"position\":") || integer(&c, &e->position) ||
-        LIT(&c, ",\"prev_hash\":") || hex32(&c, e->prev_hash) || LIT(&c, ",\"recorded_at\":") ||
+        LIT(&c, ",\"prev_hash\":") || hex64(&c, &e->prev_hash) || LIT(&c, ",\"recorded_at\":") ||
         utc_datetime(&c, &e->recorded_at) || LIT(&c, ",\"schema\":") || integer(&c, &e->schema) ||
         LIT(&c, ",\"stream\":") || string(&c, &e->stream) || LIT(&c, ",\"type\":") || string(&c, &e->type) ||
         LIT(&c, ",\"version\":") || integer(&c, &e->version) || LIT(&c, "}"))
@@ -403,8 +415,10 @@ static int verify_rows(const unsigned char *data, size_t len, int64_t *position,
             return STOP;
         event_doc e;
         if (event_document(canonical.s, (size_t)canonical.n, &e)) return STOP;
+        unsigned char prev_hex[64];
+        to_hex(prev_hash.s, prev_hex);
         if (e.position != column_position || e.version != version || e.schema != schema ||
-            e.recorded_at != recorded_at || memcmp(e.prev_hash, prev_hash.s, 32) != 0 ||
+            e.recorded_at != recorded_at || memcmp(e.prev_hash, prev_hex, 64) != 0 ||
             !same_text(f[1], e.stream) || !same_text(f[3], e.type) || !same_text(f[5], e.actor))
             return STOP;
         if (e.has_effective_date) {
@@ -415,6 +429,111 @@ static int verify_rows(const unsigned char *data, size_t len, int64_t *position,
         memcpy(previous, hash.s, 32);
         (*position)++;
     }
+}
+
+/* ---- export lines (registry.audit.export) ------------------------------------------------------ */
+
+/* The canonical bytes inside an export line's JSON string, unescaped into `out` (which holds at least
+ * as many bytes as the string). Only the escapes msgspec writes for a str are taken. */
+static int unescape(cursor *c, unsigned char *out, size_t *n) {
+    if (c->p >= c->end || *c->p != '"') return -1;
+    const unsigned char *p = c->p + 1, *end = c->end;
+    unsigned char *o = out;
+    while (p < end) {
+        unsigned char ch = *p;
+        if (ch == '"') {
+            *n = (size_t)(o - out);
+            c->p = p + 1;
+            return 0;
+        }
+        if (ch < 0x20) return -1;
+        if (ch != '\\') {
+            *o++ = ch;
+            p++;
+            continue;
+        }
+        if (p + 1 >= end) return -1;
+        switch (p[1]) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case 'b': *o++ = '\b'; break;
+        case 't': *o++ = '\t'; break;
+        case 'n': *o++ = '\n'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'r': *o++ = '\r'; break;
+        case 'u': {
+            if (end - p < 6 || p[2] != '0' || p[3] != '0') return -1;
+            int hi = hexval(p[4]), lo = hexval(p[5]);
+            if (hi < 0 || lo < 0 || hi * 16 + lo >= 0x20) return -1;
+            *o++ = (unsigned char)(hi * 16 + lo);
+            p += 6;
+            continue;
+        }
+        default: return -1;
+        }
+        p += 2;
+    }
+    return -1;
+}
+
+/* Lines `{"position":N,"canonical":"...","hash":"<hex>","prev_hash":"<hex>"}\n` as the exporter writes
+ * them. Complete lines are checked in order until the data ends (a partial last line is left for the
+ * next call) or a line is not accepted; *consumed counts the bytes of accepted lines, and each
+ * accepted event's leaf hash SHA-256(0x00 ‖ bytes) is written to `leaves` when it is given. */
+static int verify_lines(const unsigned char *data, size_t len, int64_t *position, unsigned char previous[32],
+                        size_t *consumed, unsigned char *leaves, unsigned char *scratch) {
+    static const unsigned char LEAF_PREFIX = 0x00;
+    const unsigned char *line = data, *end = data + len;
+    *consumed = 0;
+    while (line < end) {
+        const unsigned char *newline = memchr(line, '\n', (size_t)(end - line));
+        if (!newline) return OK; /* the rest of the line is in the next chunk */
+        cursor c = {line, newline + 1};
+        int64_t line_position;
+        size_t n;
+        const unsigned char *hash_hex, *prev_hex;
+        unsigned char digest[32], digest_hex[64], previous_hex[64];
+        if (LIT(&c, "{\"position\":") || integer(&c, &line_position) || line_position != *position ||
+            LIT(&c, ",\"canonical\":") || unescape(&c, scratch, &n) || LIT(&c, ",\"hash\":") ||
+            hex64(&c, &hash_hex) || LIT(&c, ",\"prev_hash\":") || hex64(&c, &prev_hex) || LIT(&c, "}\n") ||
+            c.p != c.end)
+            return STOP;
+        to_hex(previous, previous_hex);
+        if (memcmp(prev_hex, previous_hex, 64) != 0) return STOP;
+        if (sha256(NULL, 0, scratch, n, digest)) return STOP;
+        to_hex(digest, digest_hex);
+        if (memcmp(digest_hex, hash_hex, 64) != 0) return STOP;
+        event_doc e;
+        if (event_document(scratch, n, &e) || e.position != line_position || memcmp(e.prev_hash, prev_hex, 64) != 0)
+            return STOP;
+        if (leaves) {
+            if (sha256(&LEAF_PREFIX, 1, scratch, n, leaves)) return STOP;
+            leaves += 32;
+        }
+        memcpy(previous, digest, 32);
+        (*position)++;
+        line = newline + 1;
+        *consumed = (size_t)(line - data);
+    }
+    return OK;
+}
+
+/* RFC 6962 tree growth, as registry.audit.merkle.Frontier.append does it: peaks are the complete
+ * subtrees of a tree of `size` leaves, largest first. */
+static int frontier_append(unsigned char (*peaks)[32], int *count, uint64_t *size, const unsigned char leaf[32]) {
+    static const unsigned char NODE_PREFIX = 0x01;
+    unsigned char h[32], pair[64];
+    memcpy(h, leaf, 32);
+    uint64_t index = *size;
+    while (index & 1) {
+        memcpy(pair, peaks[--*count], 32);
+        memcpy(pair + 32, h, 32);
+        if (sha256(&NODE_PREFIX, 1, pair, 64, h)) return -1;
+        index >>= 1;
+    }
+    memcpy(peaks[(*count)++], h, 32);
+    (*size)++;
+    return 0;
 }
 
 /* ---- Python ----------------------------------------------------------------------------------- */
@@ -463,9 +582,108 @@ static PyObject *is_canonical_event(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+PyDoc_STRVAR(verify_lines_doc,
+"verify_lines(data, position, previous_hash, leaves) -> (complete, next_position, last_hash, consumed, leaf_hashes)\n\n"
+"Verify the complete export lines at the start of `data` (bytes of a JSON Lines export) as the chain\n"
+"continues from `position` after `previous_hash`. complete is False when a line was not accepted: the\n"
+"caller verifies from data[consumed:] with the Python verifier. True: every complete line verified and\n"
+"data[consumed:] is an unfinished last line. With `leaves`, leaf_hashes holds the accepted events'\n"
+"RFC 6962 leaf hashes, 32 bytes each; otherwise it is empty.");
+
+static PyObject *py_verify_lines(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer data, previous;
+    long long position;
+    int want_leaves;
+    if (!PyArg_ParseTuple(args, "y*Ly*p", &data, &position, &previous, &want_leaves)) return NULL;
+    PyObject *result = NULL;
+    unsigned char *scratch = NULL, *leaves = NULL;
+    if (previous.len != 32) {
+        PyErr_SetString(PyExc_ValueError, "previous_hash must be 32 bytes");
+        goto done;
+    }
+    /* at most one event per 2 bytes of input (each line is far longer), so this holds every leaf hash */
+    size_t most = (size_t)data.len / 2 + 1;
+    scratch = PyMem_RawMalloc((size_t)data.len + 1);
+    leaves = want_leaves ? PyMem_RawMalloc(most * 32) : NULL;
+    if (!scratch || (want_leaves && !leaves)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned char hash[32];
+    memcpy(hash, previous.buf, 32);
+    int64_t next = position;
+    size_t consumed = 0;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = verify_lines((const unsigned char *)data.buf, (size_t)data.len, &next, hash, &consumed, leaves, scratch);
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("(OLy#ny#)", status == OK ? Py_True : Py_False, (long long)next, (const char *)hash,
+                           (Py_ssize_t)32, (Py_ssize_t)consumed, leaves ? (const char *)leaves : "",
+                           (Py_ssize_t)(want_leaves ? (next - position) * 32 : 0));
+done:
+    PyMem_RawFree(scratch);
+    PyMem_RawFree(leaves);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&previous);
+    return result;
+}
+
+PyDoc_STRVAR(frontier_extend_doc,
+"frontier_extend(size, peaks, leaf_hashes) -> (size, peaks)\n\n"
+"Append leaf hashes (32 bytes each, concatenated) to an RFC 6962 tree given by its size and peaks,\n"
+"exactly as registry.audit.merkle.Frontier.append does one at a time.");
+
+static PyObject *frontier_extend(PyObject *Py_UNUSED(self), PyObject *args) {
+    unsigned long long size;
+    PyObject *peak_list;
+    Py_buffer leaves;
+    if (!PyArg_ParseTuple(args, "KO!y*", &size, &PyList_Type, &peak_list, &leaves)) return NULL;
+    unsigned char peaks[65][32];
+    int count = (int)PyList_GET_SIZE(peak_list);
+    PyObject *result = NULL;
+    if (count != __builtin_popcountll(size) || leaves.len % 32) {
+        PyErr_SetString(PyExc_ValueError, "peaks do not match the size, or leaf hashes are not 32 bytes each");
+        goto done;
+    }
+    for (int i = 0; i < count; i++) {
+        PyObject *peak = PyList_GET_ITEM(peak_list, i);
+        if (!PyBytes_Check(peak) || PyBytes_GET_SIZE(peak) != 32) {
+            PyErr_SetString(PyExc_ValueError, "a peak is not 32 bytes");
+            goto done;
+        }
+        memcpy(peaks[i], PyBytes_AS_STRING(peak), 32);
+    }
+    int failed = 0;
+    uint64_t grown = size;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t at = 0; at < leaves.len && !failed; at += 32)
+        failed = frontier_append(peaks, &count, &grown, (const unsigned char *)leaves.buf + at);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
+        goto done;
+    }
+    PyObject *out = PyList_New(count);
+    if (!out) goto done;
+    for (int i = 0; i < count; i++) {
+        PyObject *peak = PyBytes_FromStringAndSize((const char *)peaks[i], 32);
+        if (!peak) {
+            Py_DECREF(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, peak);
+    }
+    result = Py_BuildValue("(KN)", (unsigned long long)grown, out);
+done:
+    PyBuffer_Release(&leaves);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"verify_copy", verify_copy, METH_VARARGS, verify_copy_doc},
     {"is_canonical_event", is_canonical_event, METH_VARARGS, is_canonical_event_doc},
+    {"verify_lines", py_verify_lines, METH_VARARGS, verify_lines_doc},
+    {"frontier_extend", frontier_extend, METH_VARARGS, frontier_extend_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -136,3 +136,43 @@ def test_any_single_flipped_bit_in_the_export_or_the_checkpoint_is_caught(files:
         assert not report.ok, (at % len(export if in_export else note), bit, report)
 
     one_flip()
+
+
+@pytest.mark.skipif(offline.fastchain is None, reason="the compiled verifier was not built")
+def test_the_compiled_path_reports_exactly_what_the_python_path_reports(files: Files, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same report for the intact export and for any flipped bit or lost line, read in chunks that
+    split lines anywhere; both checkpoints' roots are recomputed on the way."""
+    export, vkey = files.export.read_bytes(), SIGNER.vkey
+    notes = [files.old_checkpoint.read_text(), files.checkpoint.read_text()]
+    target = tmp_path / "variant.jsonl"
+
+    def both(data: bytes, chunk: int) -> offline.Report:
+        target.write_bytes(data)
+        monkeypatch.setattr(offline, "CHUNK", chunk)
+        fast = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=True)
+        slow = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=False)
+        assert fast == slow
+        return fast
+
+    for chunk in (1 << 20, 97, len(export) // 2):
+        assert both(export, chunk).ok
+    walked_in_python: list[bytes] = []
+    original = offline._Walk.line
+    monkeypatch.setattr(offline._Walk, "line", lambda self, raw, progress: walked_in_python.append(raw)
+                        or original(self, raw, progress))
+    assert offline.verify_export(files.export, notes, origin=ORIGIN, vkey=vkey, fast=True).ok
+    assert walked_in_python == []  # the intact export never left the compiled path
+    monkeypatch.setattr(offline._Walk, "line", original)
+    lines = export.splitlines(keepends=True)
+    assert not both(b"".join(lines[:5] + lines[6:]), 4096).ok
+    assert both(b"".join(lines) + b"\n\n", 64).ok  # blank lines at the end are not events
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.function_scoped_fixture])
+    @given(at=st.integers(0, len(export) - 1), bit=st.integers(0, 7), chunk=st.sampled_from([61, 500, 1 << 20]))
+    def one_flip(at: int, bit: int, chunk: int) -> None:
+        data = export[:at] + bytes([export[at] ^ (1 << bit)]) + export[at + 1:]
+        assert not both(data, chunk).ok
+
+    one_flip()
