@@ -27,7 +27,7 @@ class NativeBuildHook(BuildHookInterface):
         source = root / SOURCE
         target = source.with_name("_fastchain" + sysconfig.get_config_var("EXT_SUFFIX"))
         compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
-        command = [*compiler, "-O2", "-shared", "-fPIC", "-std=c11", f"-I{sysconfig.get_paths()['include']}",
+        command = [*compiler, "-O3", "-shared", "-fPIC", "-std=c11", f"-I{sysconfig.get_paths()['include']}",
                    str(source), "-o", str(target), "-ldl"]
         try:
             subprocess.run(command, check=True, capture_output=True, text=True)

@@ -14,10 +14,12 @@ import argparse
 import base64
 import binascii
 import datetime as dt
+import mmap
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -217,38 +219,90 @@ class _Walk:
 
 
 CHUNK = 8 << 20
-"""Bytes of the export read at a time by the compiled path."""
+"""Bytes of the export checked per step by the compiled path."""
 
 
 def _walk_file_fast(path: str | os.PathLike[str], walk: _Walk, progress: Callable[[int], None] | None) -> None:
-    """Lines checked in C a chunk at a time (`fastchain.verify_lines`); a line it does not accept, and
-    the rest of that chunk, are walked in Python, which names what is wrong (or accepts the line)."""
-    pending = b""
+    """Lines checked in C a chunk at a time, straight from the mapped file (`_verify_lines`); a line it
+    does not accept, and the rest of that chunk, are walked in Python, which names what is wrong (or
+    accepts the line)."""
     with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK)
-            at_eof = not chunk
-            data = pending + chunk if pending else chunk
-            if not data:
-                return
-            complete = False
-            if walk.fast_ready():
-                before = walk.chain.expected_position
-                complete, position, last_hash, consumed, leaves = fastchain.verify_lines(
-                    data, before, walk.chain.previous_hash, walk.wants_leaves())
-                walk.accept(position - before, last_hash, leaves)
-                if progress is not None and consumed:
-                    progress(consumed)
-                data = data[consumed:]
-            if complete and not at_eof:
-                pending = data  # an unfinished last line
-                continue
-            cut = len(data) if at_eof else data.rfind(b"\n") + 1
-            for raw in _split_lines(data[:cut]):
-                walk.line(raw, progress)
-            pending = data[cut:]
-            if at_eof:
-                return
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            offset = 0
+            while offset < size:
+                end = min(size, offset + CHUNK)
+                complete, consumed = False, 0
+                if walk.fast_ready():
+                    before = walk.chain.expected_position
+                    complete, position, last_hash, consumed, leaves = _verify_lines(
+                        mapped, offset, end, before, walk.chain.previous_hash, walk.wants_leaves())
+                    walk.accept(position - before, last_hash, leaves)
+                    if progress is not None and consumed:
+                        progress(consumed)
+                if complete and consumed and end < size:
+                    offset += consumed  # what is left is an unfinished line: it starts the next chunk
+                    continue
+                start = offset + consumed
+                stop = size if end == size else mapped.rfind(b"\n", start, end) + 1
+                if stop <= start:  # one line longer than a chunk
+                    newline = mapped.find(b"\n", start)
+                    stop = size if newline < 0 else newline + 1
+                for raw in _split_lines(mapped[start:stop]):
+                    walk.line(raw, progress)
+                offset = stop
+
+
+class _LineHead(msgspec.Struct):
+    """Where an export line says it stands: its position and its predecessor's hash."""
+
+    position: int
+    prev_hash: str
+
+
+_line_head = msgspec.json.Decoder(_LineHead).decode
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _verify_lines(mapped: mmap.mmap, start: int, end: int, position: int, previous_hash: bytes,
+                  leaves: bool) -> tuple[bool, int, bytes, int, bytes]:
+    """`fastchain.verify_lines` over mapped[start:end], on every core: the range is cut at line
+    boundaries into one part per core, and each part after the first is checked from where its first
+    line says it stands (position, prev_hash). The parts are stitched only if each one ended exactly
+    where the next one's first line says it starts; otherwise the range is checked again in one
+    piece, so the result is always that of one sequential pass."""
+    def check(a: int, b: int, at: int, previous: bytes) -> tuple[bool, int, bytes, int, bytes]:
+        with memoryview(mapped) as view, view[a:b] as part:
+            return fastchain.verify_lines(part, at, previous, leaves)
+
+    cores = min(os.cpu_count() or 1, 8)
+    bounds = [start]
+    for k in range(1, cores):
+        cut = mapped.find(b"\n", max(bounds[-1], start + (end - start) * k // cores), end) + 1
+        if cut <= bounds[-1] or cut >= end:
+            break
+        bounds.append(cut)
+    if len(bounds) == 1:
+        return check(start, end, position, previous_hash)
+    bounds.append(end)
+    starts: list[tuple[int, bytes]] = [(position, previous_hash)]
+    try:
+        for cut in bounds[1:-1]:
+            head = _line_head(mapped[cut:mapped.find(b"\n", cut, end)])
+            starts.append((head.position, bytes.fromhex(head.prev_hash)))
+    except (msgspec.DecodeError, ValueError):  # not an exported line: the sequential pass says what it is
+        return check(start, end, position, previous_hash)
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="verify")
+    parts = list(_POOL.map(lambda k: check(bounds[k], bounds[k + 1], *starts[k]), range(len(starts))))
+    for k, (complete, next_position, last_hash, consumed, _) in enumerate(parts[:-1]):
+        if not (complete and consumed == bounds[k + 1] - bounds[k] and (next_position, last_hash) == starts[k + 1]):
+            return check(start, end, position, previous_hash)
+    complete, next_position, last_hash, consumed, _ = parts[-1]
+    return complete, next_position, last_hash, bounds[-2] - start + consumed, b"".join(part[4] for part in parts)
 
 
 def _split_lines(data: bytes) -> Iterator[bytes]:
