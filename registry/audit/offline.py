@@ -103,12 +103,13 @@ def _row(raw: bytes) -> LogRow:
 
 def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint_text: str | bytes | Sequence[str | bytes],
                   *, origin: str, vkey: str | NoteVerifier,
-                  progress: Callable[[int], None] | None = None, fast: bool | None = None) -> Report:
+                  progress: Callable[[int], None] | None = None, fast: bool | None = None,
+                  threads: int | None = None) -> Report:
     """Check an export against one checkpoint (or several: the roots are recomputed at each size).
 
     An export given as a file is checked by the compiled fast path when it was built (`fast`, by
-    default); lines it does not accept are checked in Python, which names any problem. Either way
-    the report is the same."""
+    default) on `threads` threads (default: one per core, at most 8); lines it does not accept are
+    checked in Python, which names any problem. Either way the report is the same."""
     notes = [checkpoint_text] if isinstance(checkpoint_text, (str, bytes)) else list(checkpoint_text)
     try:
         verifier = vkey if isinstance(vkey, NoteVerifier) else NoteVerifier.parse(vkey)
@@ -132,7 +133,7 @@ def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint
     if fast and fastchain is None:
         raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
     if use_fast:
-        _walk_file_fast(log_file, walk, progress)  # type: ignore[arg-type]
+        _walk_file_fast(log_file, walk, progress, threads or min(os.cpu_count() or 1, 8))  # type: ignore[arg-type]
     else:
         for raw in _lines(log_file):
             walk.line(raw, progress)
@@ -222,7 +223,8 @@ CHUNK = 8 << 20
 """Bytes of the export checked per step by the compiled path."""
 
 
-def _walk_file_fast(path: str | os.PathLike[str], walk: _Walk, progress: Callable[[int], None] | None) -> None:
+def _walk_file_fast(path: str | os.PathLike[str], walk: _Walk, progress: Callable[[int], None] | None,
+                    threads: int) -> None:
     """Lines checked in C a chunk at a time, straight from the mapped file (`_verify_lines`); a line it
     does not accept, and the rest of that chunk, are walked in Python, which names what is wrong (or
     accepts the line)."""
@@ -238,7 +240,7 @@ def _walk_file_fast(path: str | os.PathLike[str], walk: _Walk, progress: Callabl
                 if walk.fast_ready():
                     before = walk.chain.expected_position
                     complete, position, last_hash, consumed, leaves = _verify_lines(
-                        mapped, offset, end, before, walk.chain.previous_hash, walk.wants_leaves())
+                        mapped, offset, end, before, walk.chain.previous_hash, walk.wants_leaves(), threads)
                     walk.accept(position - before, last_hash, leaves)
                     if progress is not None and consumed:
                         progress(consumed)
@@ -263,11 +265,10 @@ class _LineHead(msgspec.Struct):
 
 
 _line_head = msgspec.json.Decoder(_LineHead).decode
-_POOL: ThreadPoolExecutor | None = None
 
 
 def _verify_lines(mapped: mmap.mmap, start: int, end: int, position: int, previous_hash: bytes,
-                  leaves: bool) -> tuple[bool, int, bytes, int, bytes]:
+                  leaves: bool, cores: int) -> tuple[bool, int, bytes, int, bytes]:
     """`fastchain.verify_lines` over mapped[start:end], on every core: the range is cut at line
     boundaries into one part per core, and each part after the first is checked from where its first
     line says it stands (position, prev_hash). The parts are stitched only if each one ended exactly
@@ -277,7 +278,6 @@ def _verify_lines(mapped: mmap.mmap, start: int, end: int, position: int, previo
         with memoryview(mapped) as view, view[a:b] as part:
             return fastchain.verify_lines(part, at, previous, leaves)
 
-    cores = min(os.cpu_count() or 1, 8)
     bounds = [start]
     for k in range(1, cores):
         cut = mapped.find(b"\n", max(bounds[-1], start + (end - start) * k // cores), end) + 1
@@ -294,10 +294,8 @@ def _verify_lines(mapped: mmap.mmap, start: int, end: int, position: int, previo
             starts.append((head.position, bytes.fromhex(head.prev_hash)))
     except (msgspec.DecodeError, ValueError):  # not an exported line: the sequential pass says what it is
         return check(start, end, position, previous_hash)
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="verify")
-    parts = list(_POOL.map(lambda k: check(bounds[k], bounds[k + 1], *starts[k]), range(len(starts))))
+    with ThreadPoolExecutor(max_workers=len(starts), thread_name_prefix="verify") as pool:
+        parts = list(pool.map(lambda k: check(bounds[k], bounds[k + 1], *starts[k]), range(len(starts))))
     for k, (complete, next_position, last_hash, consumed, _) in enumerate(parts[:-1]):
         if not (complete and consumed == bounds[k + 1] - bounds[k] and (next_position, last_hash) == starts[k + 1]):
             return check(start, end, position, previous_hash)

@@ -103,7 +103,7 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
         raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
     size = await conn.fetchval("SELECT count(*) FROM event")
     verifier = ChainVerifier()
-    fetch = _copy_window if fast else _window
+    fetch = copy_window if fast else _window
     finding: Finding | None = None
     start = 0
     ahead: asyncio.Future[Any] | None = asyncio.ensure_future(fetch(conn, start, window))
@@ -184,7 +184,7 @@ async def _window(conn: asyncpg.Connection, start: int, size: int) -> LogWindow:
     return LogWindow.of(await conn.fetch(_WINDOW_SQL, start, start + size))
 
 
-async def _copy_window(conn: asyncpg.Connection, start: int, size: int) -> bytes:
+async def copy_window(conn: asyncpg.Connection, start: int, size: int) -> bytes:
     """The window as PostgreSQL's binary COPY output, in the columns `fastchain.verify_copy` reads."""
     parts: list[bytes] = []
 

@@ -150,9 +150,10 @@ def test_the_compiled_path_reports_exactly_what_the_python_path_reports(files: F
     def both(data: bytes, chunk: int) -> offline.Report:
         target.write_bytes(data)
         monkeypatch.setattr(offline, "CHUNK", chunk)
-        fast = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=True)
+        fast = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=True, threads=3)
+        one_thread = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=True, threads=1)
         slow = offline.verify_export(target, notes, origin=ORIGIN, vkey=vkey, fast=False)
-        assert fast == slow
+        assert fast == one_thread == slow
         return fast
 
     for chunk in (1 << 20, 97, len(export) // 2):
