@@ -602,8 +602,9 @@ static PyObject *py_verify_lines(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "previous_hash must be 32 bytes");
         goto done;
     }
-    /* at most one event per 2 bytes of input (each line is far longer), so this holds every leaf hash */
-    size_t most = (size_t)data.len / 2 + 1;
+    /* an accepted line is over 250 bytes (two hashes in hex, the event's own prev_hash, the keys),
+     * so one leaf hash per 128 bytes of input is more than enough */
+    size_t most = (size_t)data.len / 128 + 1;
     scratch = PyMem_RawMalloc((size_t)data.len + 1);
     leaves = want_leaves ? PyMem_RawMalloc(most * 32) : NULL;
     if (!scratch || (want_leaves && !leaves)) {
