@@ -13,6 +13,7 @@ from registry.access.policy import READ_ALL, allow
 from registry.access.tokens import Role
 from registry.approvals import domain, service
 from registry.approvals.service import ApprovalView
+from registry.errors import BadRequest
 from registry.http.commands import run_command
 from registry.http.pagination import Page, clamp_limit, page
 
@@ -36,8 +37,11 @@ class ApprovalController(Controller):
     async def list_all(self, state: State,
                        after: Annotated[str | None, QueryParameter(description="cursor")] = None,
                        limit: Annotated[int | None, QueryParameter(description="page size")] = None,
-                       status: FromQuery[str | None] = None,
+                       status: FromQuery[domain.ApprovalStatus | None] = None,
                        action: FromQuery[str | None] = None) -> Page[ApprovalView]:
+        if action is not None and action not in service.ACTIONS:
+            raise BadRequest(f"{action!r} is not an approvable action (GET /approvals/actions lists them)",
+                             parameter="action", allowed=sorted(service.ACTIONS))
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
             items = await service.list_approvals(conn, after=after, limit=n, status=status, action=action)

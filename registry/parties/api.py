@@ -36,8 +36,10 @@ class EnterpriseController(Controller):
                                  streams=[service.enterprise_stream(data.uscc)])
 
     @get("/", summary="Enterprises, by USCC", opt=allow(*READ_ALL))
-    async def list_all(self, state: State, after: After = None, limit: Limit = None, status: FromQuery[str | None] = None,
-                   specialised_level: FromQuery[str | None] = None, name_contains: FromQuery[str | None] = None) -> Page[EnterpriseView]:
+    async def list_all(self, state: State, after: After = None, limit: Limit = None,
+                       status: FromQuery[domain.EnterpriseStatus | None] = None,
+                       specialised_level: FromQuery[domain.SpecialisedLevel | None] = None,
+                       name_contains: FromQuery[str | None] = None) -> Page[EnterpriseView]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
             items = await service.list_enterprises(conn, after=after, limit=n, status=status,
@@ -63,7 +65,7 @@ class InvestorController(Controller):
 
     @get("/", summary="Investors", opt=allow(*READ_ALL))
     async def list_all(self, state: State, after: After = None, limit: Limit = None,
-                   kind: FromQuery[str | None] = None) -> Page[InvestorView]:
+                       kind: FromQuery[domain.InvestorKind | None] = None) -> Page[InvestorView]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
             items = await service.list_investors(conn, after=after, limit=n, kind=kind)
@@ -84,7 +86,7 @@ class InvestorController(Controller):
 
     @get("/{investor_id:str}/accounts", summary="An investor's accounts", opt=allow(*READ_ALL, own=(Role.investor,)))
     async def accounts(self, request: Request, state: State, investor_id: FromPath[str], after: After = None,
-                       limit: Limit = None, status: FromQuery[str | None] = None) -> Page[AccountView]:
+                       limit: Limit = None, status: FromQuery[domain.AccountStatus | None] = None) -> Page[AccountView]:
         ensure_own(identity_of(request), Role.investor, investor_id)
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:

@@ -42,6 +42,10 @@ class SpecialisedLevel(StrEnum):
     little_giant = "little_giant"        # 国家级专精特新"小巨人"
 
 
+class EnterpriseStatus(StrEnum):
+    registered = "registered"  # 已登记: the only status an enterprise record has today
+
+
 class InvestorKind(StrEnum):
     natural_person = "natural_person"  # 自然人
     institution = "institution"        # 机构 (法人、合伙企业、金融机构及其产品)

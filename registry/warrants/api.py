@@ -68,7 +68,7 @@ class WarrantSeriesController(Controller):
          opt=allow(*READ_ALL, Role.enterprise))
     async def list_all(self, request: Request, state: State, after: After = None, limit: Limit = None,
                        target_uscc: FromQuery[str | None] = None,
-                       status: FromQuery[str | None] = None) -> Page[SeriesView]:
+                       status: FromQuery[domain.SeriesStatus | None] = None) -> Page[SeriesView]:
         identity = identity_of(request)
         if identity.role is Role.enterprise:
             target_uscc = identity.subject

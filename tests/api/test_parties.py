@@ -225,3 +225,28 @@ async def test_an_account_carries_its_version_and_a_write_on_a_stale_one_is_409(
     unsupported = await client.post("/investors", headers={**op(), "If-Match": '"0"'},
                                     json={"kind": "natural_person", "name": "x", "identity_document_digest": DIGEST})
     assert unsupported.status_code == 400 and unsupported.json()["header"] == "If-Match"
+
+
+@pytest.mark.parametrize("path, parameter", [
+    ("/enterprises?status=listed", "status"),
+    ("/enterprises?specialised_level=giant", "specialised_level"),
+    ("/investors?kind=person", "kind"),
+    ("/approvals?status=waiting", "status"),
+    ("/approvals?action=listing.teleport", "action"),
+    ("/warrant-series?status=alive", "status"),
+])
+async def test_a_list_filter_outside_its_vocabulary_is_400_naming_the_parameter(client: httpx.AsyncClient,
+                                                                               path: str, parameter: str) -> None:
+    """A mistyped filter value is a malformed request, not an empty page that looks like "none found"."""
+    r = await client.get(path, headers=auth("regulator", "r"))
+    assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
+    assert parameter in r.json()["detail"]
+
+
+async def test_an_accounts_status_filter_outside_its_vocabulary_is_400(client: httpx.AsyncClient) -> None:
+    investor = await new_investor(client)
+    await new_account(client, investor)
+    ok = await client.get(f"/investors/{investor}/accounts?status=open", headers=auth("regulator", "r"))
+    assert ok.status_code == 200 and len(ok.json()["items"]) == 1
+    r = await client.get(f"/investors/{investor}/accounts?status=opened", headers=auth("regulator", "r"))
+    assert r.status_code == 400 and "status" in r.json()["detail"]
