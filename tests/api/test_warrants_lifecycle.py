@@ -54,3 +54,33 @@ async def test_a_series_is_proposed_approved_registered_confirmed_transferred_an
     assert [(p["code"], p["available"]) for p in positions["items"]] == [(code, 20_000)]
     assert (await client.get(f"/investors/{fund}/positions", headers=auth("investor", bank))).status_code == 403
     assert await log_size(client) > 0
+
+
+async def test_a_series_history_filtered_by_account_gives_full_pages_and_skips_nothing(
+        client: httpx.AsyncClient, db) -> None:
+    await enterprise(client)
+    bank, bank_acct = await investor(client, "天津银行")
+    fund, fund_acct = await investor(client, "渤海基金")
+    code = await register_series(client, [(bank_acct, 100_000), (fund_acct, 100_000)])
+    for account in [fund_acct] * 6 + [bank_acct] * 3 + [fund_acct] * 4 + [bank_acct] * 2:
+        await ok(await client.post(f"/warrant-series/{code}/holdings/{account}/freezes", headers=op(), json={
+            "units": 1, "document_ref": "(2026)津01执保1号", "reason": "司法冻结"}))
+
+    async def pages(account: str, limit: int) -> list[list[int]]:
+        out, after = [], None
+        while True:
+            query = f"account_id={account}&limit={limit}" + (f"&after={after}" if after else "")
+            page = await ok(await client.get(f"/warrant-series/{code}/history?{query}", headers=REGULATOR))
+            out.append([e["position"] for e in page["items"]])
+            if page["next"] is None:
+                return out
+            after = page["next"]
+
+    everything = await ok(await client.get(f"/warrant-series/{code}/history?limit=500", headers=REGULATOR))
+    touching_bank = [e["position"] for e in everything["items"]
+                     if bank_acct in {e["data"].get("account_id"), e["data"].get("from_account"),
+                                      e["data"].get("to_account")}]
+    bank_pages = await pages(bank_acct, 2)
+    assert [p for page in bank_pages for p in page] == touching_bank  # nothing skipped, nothing repeated
+    assert all(len(page) == 2 for page in bank_pages[:-1])  # full pages, though fund's events lie between
+    assert len(touching_bank) >= 6
