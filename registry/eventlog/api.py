@@ -39,14 +39,15 @@ class EventController(Controller):
                           limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
                           ) -> Page[StoredEvent]:
         n = clamp_limit(limit, state.settings.page_limit_max)
+        filters = {"stream": stream, "event_type": event_type, "actor": actor, "since": since, "until": until}
         async with state.db.connection() as conn:
-            items = await store.read_events(conn, after=position_cursor(after), stream=stream, event_type=event_type,
-                                            actor=actor, since=since, until=until, limit=n)
-        # the page is cut by position, so a role filter may return fewer than `limit`; `next` still advances
-        next_cursor = str(items[-1].position) if len(items) == n else None
-        if role is not None:
-            items = [e for e in items if e.meta.role == role]
-        return Page(items=items, next=next_cursor)
+            if role is None:
+                items = await store.read_events(conn, after=position_cursor(after), limit=n, **filters)
+                last = items[-1].position if len(items) == n else None
+            else:  # the role is inside the hashed document, not a column: read on until the page is full
+                items, last = await store.read_matching(conn, lambda e: e.meta.role == role,
+                                                        after=position_cursor(after), limit=n, **filters)
+        return Page(items=items, next=None if last is None else str(last))
 
     @get("/live", summary="Live tail as server-sent events; resumes after `after` or Last-Event-ID, "
                           "with no event skipped or repeated", opt=allow(*READ_ALL))

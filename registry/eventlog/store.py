@@ -43,6 +43,33 @@ async def read_events(conn: asyncpg.Connection, *, after: int | None = None, str
     return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
 
 
+SCAN_LIMIT = 5_000
+"""Events read per request at most while looking for those a filter without a column keeps."""
+
+
+async def read_matching(conn: asyncpg.Connection, keep: Callable[[StoredEvent], bool], *, after: int | None,
+                        limit: int, scan: int = SCAN_LIMIT, **filters: Any) -> tuple[list[StoredEvent], int | None]:
+    """Up to `limit` events after `after` (and `filters`, as for `read_events`) that `keep` accepts, read
+    in log order until the page is full or `scan` events were read. Returns the page and the cursor
+    to continue from: the last event read, so a long stretch of events `keep` refuses gives a short
+    page, never a skipped event; None when the log (so filtered) has nothing more."""
+    found: list[StoredEvent] = []
+    position, scanned = after, 0
+    batch = max(limit, 500)
+    while scanned < scan:
+        events = await read_events(conn, after=position, limit=batch, **filters)
+        for event in events:
+            position = event.position
+            if keep(event):
+                found.append(event)
+                if len(found) == limit:
+                    return found, position
+        scanned += len(events)
+        if len(events) < batch:
+            return found, None
+    return found, position
+
+
 async def position_at(conn: asyncpg.Connection, as_of: dt.date | None, at_position: int | None) -> int:
     """The log position a point-in-time read reflects: end of the business day, or as given."""
     if at_position is not None:

@@ -44,33 +44,6 @@ async def _ensure_series_visible(request: Request, code: str) -> None:
                 raise Forbidden("you may only act on your own records")
 
 
-HISTORY_SCAN = 5_000
-"""Events of a series read per request at most while looking for those touching one account."""
-
-
-async def _touching(conn: Any, stream: str, account_id: str, after: int | None,
-                    n: int) -> tuple[list[StoredEvent], int | None]:
-    """Up to `n` of the stream's events after `after` that name `account_id`, read in order until the
-    page is full or HISTORY_SCAN events were read; the cursor then resumes after the last event read,
-    so a long stretch of other holders' events gives a short page, never a skipped one."""
-    found: list[StoredEvent] = []
-    position, scanned = after, 0
-    batch = max(n, 500)
-    while scanned < HISTORY_SCAN:
-        events = await store.read_events(conn, after=position, stream=stream, limit=batch)
-        for event in events:
-            position = event.position
-            if account_id in {event.data.get("account_id"), event.data.get("from_account"),
-                              event.data.get("to_account")}:
-                found.append(event)
-                if len(found) == n:
-                    return found, position
-        scanned += len(events)
-        if len(events) < batch:
-            return found, None
-    return found, position
-
-
 async def _ensure_account_holder(request: Request, account_id: str) -> None:
     identity = identity_of(request)
     if identity.role is Role.investor:
@@ -133,8 +106,10 @@ class WarrantSeriesController(Controller):
                                                  stream=service.series_stream(code), limit=n)
                 last = events[-1].position if len(events) == n else None
             else:
-                events, last = await _touching(conn, service.series_stream(code), account_id,
-                                               position_cursor(after), n)
+                events, last = await store.read_matching(
+                    conn, lambda e: account_id in {e.data.get("account_id"), e.data.get("from_account"),
+                                                   e.data.get("to_account")},
+                    after=position_cursor(after), limit=n, stream=service.series_stream(code))
         return Page(items=events, next=None if last is None else str(last))
 
     @post("/{code:str}/confirmations", summary="Confirm a holder's rights (确权)",

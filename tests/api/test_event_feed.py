@@ -67,3 +67,22 @@ async def test_a_live_tail_closing_after_no_events_is_a_bad_request(client: http
     for limit in ("0", "-1"):
         r = await client.get(f"/events/live?limit={limit}", headers=REGULATOR)
         assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
+
+
+async def test_a_role_filtered_feed_gives_full_pages_and_skips_nothing(client: httpx.AsyncClient, db) -> None:
+    """The role is inside the hashed event, not a column: the feed reads on until a page is full."""
+    for block in range(4):
+        await append(db, f"ops-{block}", "op-1", n=7)
+        await append(db, f"ent-{block}", "ent-1", role="enterprise", n=2)
+    wanted = [e["position"] for e in (await client.get("/events?limit=500", headers=REGULATOR)).json()["items"]
+              if e["meta"]["role"] == "enterprise"]
+    pages, after = [], None
+    while True:
+        params = {"role": "enterprise", "limit": 3, **({"after": after} if after else {})}
+        page = (await client.get("/events", params=params, headers=REGULATOR)).json()
+        pages.append([e["position"] for e in page["items"]])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [p for page in pages for p in page] == wanted and len(wanted) == 8
+    assert [len(page) for page in pages] == [3, 3, 2]
