@@ -23,8 +23,8 @@ from registry.audit import merkle
 from registry.audit.checkpoint import CheckpointInvalid, CheckpointSigner, verify_checkpoint
 from registry.errors import InternalError, NotFound, RuleViolation
 from registry.eventlog.model import GENESIS_HASH
-from registry.eventlog.store import iter_rows
-from registry.eventlog.verify import ChainVerifier, Finding
+from registry.eventlog.store import copy_window, iter_rows
+from registry.eventlog.verify import ChainVerifier, Finding, fastchain
 
 log = logging.getLogger(__name__)
 
@@ -233,10 +233,14 @@ def _spanned(ranges: Sequence[merkle.Range]) -> list[merkle.Node]:
 
 
 async def integrity(conn: asyncpg.Connection, start: int = 0, end: int | None = None,
-                    signer: CheckpointSigner | None = None) -> IntegrityReport:
+                    signer: CheckpointSigner | None = None, *, fast: bool | None = None) -> IntegrityReport:
     """Check events [start, end): the hash chain (seeded with the previous event's hash), each event
     against the leaf the tree recorded for it, and the root at size `end` against the stored tree and
-    every checkpoint signed in the range. `end` defaults to the larger of the log and the tree."""
+    every checkpoint signed in the range. `end` defaults to the larger of the log and the tree.
+
+    With the compiled fast path (`fast`, by default when built) windows of events are checked in C
+    and their leaf hashes compared with the tree's at once; a window that does not pass whole is
+    fed row by row, so the report is the row-by-row check's either way."""
     await extend(conn)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         stored_size, events = await tree_size(conn), await log_size(conn)
@@ -265,13 +269,15 @@ async def integrity(conn: asyncpg.Connection, start: int = 0, end: int | None = 
             problem = _checkpoint_problem(c, signer)
             if problem is not None:
                 checker.fail(None, problem)
-        leaves: dict[int, bytes] = {}
-        async for row in iter_rows(conn, start):
-            if row.position >= end or checker.stopped:
-                break
-            if row.position < stored_size and row.position not in leaves:
-                leaves = await _stored_leaves(conn, row.position, min(stored_size, row.position + EXTEND_BATCH))
-            checker.feed(row, leaves.get(row.position))
+        if fastchain is not None if fast is None else fast:
+            position = start
+            while position < end and checker.chain is not None and not checker.stopped:
+                stop = min(end, position + INTEGRITY_WINDOW)
+                if not await _window_intact(conn, checker, position, stop, stored_size):
+                    await _feed_rows(conn, checker, position, stop, stored_size)
+                position = stop
+        else:
+            await _feed_rows(conn, checker, start, end, stored_size)
         checker.finish()
         root = _root(end, await _nodes(conn, merkle.peaks(end))) if end <= stored_size else None
     recomputed = checker.recomputed_root()
@@ -287,6 +293,45 @@ async def integrity(conn: asyncpg.Connection, start: int = 0, end: int | None = 
         log_size=events, tree_size=stored_size, root_hash=root, recomputed_root=recomputed,
         checkpoints_checked=len(checkpoints),
     )
+
+
+INTEGRITY_WINDOW = 16384
+"""Events per window of the compiled integrity check."""
+
+
+async def _feed_rows(conn: asyncpg.Connection, checker: _RangeChecker, start: int, end: int, stored_size: int) -> None:
+    """Events [start, end) fed one by one, each beside the leaf the tree recorded for it."""
+    leaves: dict[int, bytes] = {}
+    async for row in iter_rows(conn, start):
+        if row.position >= end or checker.stopped:
+            break
+        if row.position < stored_size and row.position not in leaves:
+            leaves = await _stored_leaves(conn, row.position, min(stored_size, row.position + EXTEND_BATCH))
+        checker.feed(row, leaves.get(row.position))
+
+
+async def _window_intact(conn: asyncpg.Connection, checker: _RangeChecker, start: int, stop: int,
+                         stored_size: int) -> bool:
+    """True, with the checker advanced past the window, only if every event in [start, stop) passes
+    the compiled check and its leaf hash equals the one the tree recorded (where the tree reaches).
+    False leaves the checker as it was: the caller feeds the window row by row."""
+    chain = checker.chain
+    if chain is None or chain.finding is not None or chain.expected_position != start:
+        return False
+    data = await copy_window(conn, start, stop - start)
+    complete, next_position, last_hash, leaves = await asyncio.to_thread(
+        fastchain.verify_copy, data, start, chain.previous_hash, True)
+    if not complete or next_position != stop:
+        return False
+    in_tree = max(0, min(stop, stored_size) - start)
+    if in_tree:
+        stored, count = await conn.fetchrow(
+            "SELECT string_agg(hash, ''::bytea ORDER BY node_index), count(*) FROM merkle_node "
+            "WHERE level = 0 AND node_index >= $1 AND node_index < $2", start, start + in_tree)
+        if count != in_tree or bytes(stored) != leaves[:in_tree * merkle.HASH_SIZE]:
+            return False
+    checker.accept(stop - start, last_hash, leaves)
+    return True
 
 
 async def _stored_leaves(conn: asyncpg.Connection, start: int, end: int) -> dict[int, bytes]:
@@ -334,6 +379,26 @@ class _RangeChecker:
             expected = self._expected_roots.get(self.frontier.size)
             if expected is not None and expected != self.frontier.root():
                 self.fail(None, f"the Merkle root of the first {self.frontier.size} events differs from the "
+                                f"signed checkpoint of that size")
+
+    def accept(self, count: int, last_hash: bytes, leaves: bytes) -> None:
+        """`count` events checked by the compiled path, with their leaf hashes (as `feed` would have)."""
+        assert self.chain is not None
+        self.chain.accept(count, last_hash)
+        self.checked += count
+        at = 0
+        while self.frontier is not None and at < len(leaves):
+            size = self.frontier.size
+            take = (len(leaves) - at) // merkle.HASH_SIZE
+            later = [s for s in self._expected_roots if s > size]
+            if later:
+                take = min(take, min(later) - size)
+            grown, peaks = fastchain.frontier_extend(size, self.frontier.peaks, leaves[at:at + take * merkle.HASH_SIZE])
+            self.frontier = merkle.Frontier(grown, peaks)
+            at += take * merkle.HASH_SIZE
+            expected = self._expected_roots.get(grown)
+            if expected is not None and expected != self.frontier.root():
+                self.fail(None, f"the Merkle root of the first {grown} events differs from the "
                                 f"signed checkpoint of that size")
 
     def finish(self) -> None:

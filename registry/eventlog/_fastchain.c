@@ -382,7 +382,9 @@ static int int8_field(field f, int64_t *v) {
 
 /* Verify every row of one binary COPY output; *position and previous advance past each accepted row.
  * Returns OK when the whole output (header to trailer) verified, STOP at the first row not accepted. */
-static int verify_rows(const unsigned char *data, size_t len, int64_t *position, unsigned char previous[32]) {
+static int verify_rows(const unsigned char *data, size_t len, int64_t *position, unsigned char previous[32],
+                       unsigned char *leaves) {
+    static const unsigned char LEAF_PREFIX = 0x00;
     const unsigned char *p = data, *end = data + len;
     if (len < 19 || memcmp(p, COPY_SIGNATURE, 11) != 0) return STOP;
     uint32_t extension = be32(p + 15);
@@ -426,6 +428,10 @@ static int verify_rows(const unsigned char *data, size_t len, int64_t *position,
             if (f[7].n != 4 || (int32_t)be32(f[7].s) != e.effective_date) return STOP;
         } else if (f[7].n != -1) {
             return STOP;
+        }
+        if (leaves) {
+            if (sha256(&LEAF_PREFIX, 1, canonical.s, (size_t)canonical.n, leaves)) return STOP;
+            leaves += 32;
         }
         memcpy(previous, hash.s, 32);
         (*position)++;
@@ -540,33 +546,44 @@ static int frontier_append(unsigned char (*peaks)[32], int *count, uint64_t *siz
 /* ---- Python ----------------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(verify_copy_doc,
-"verify_copy(data, position, previous_hash) -> (complete, next_position, last_hash)\n\n"
+"verify_copy(data, position, previous_hash, leaves=False) -> (complete, next_position, last_hash, leaf_hashes)\n\n"
 "Verify the rows of one binary COPY output (see the module source for the columns) as the chain\n"
 "continues from `position` after `previous_hash`. complete is True when every row verified;\n"
 "False means a row was not accepted (next_position names it) and the caller must verify the rows\n"
-"from there with the Python verifier, which says what, if anything, is wrong.");
+"from there with the Python verifier, which says what, if anything, is wrong. With `leaves`,\n"
+"leaf_hashes holds the accepted events' RFC 6962 leaf hashes, 32 bytes each.");
 
 static PyObject *verify_copy(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data, previous;
     long long position;
-    if (!PyArg_ParseTuple(args, "y*Ly*", &data, &position, &previous)) return NULL;
+    int want_leaves = 0;
+    if (!PyArg_ParseTuple(args, "y*Ly*|p", &data, &position, &previous, &want_leaves)) return NULL;
+    PyObject *result = NULL;
+    unsigned char *leaves = NULL;
     if (previous.len != 32) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&previous);
         PyErr_SetString(PyExc_ValueError, "previous_hash must be 32 bytes");
-        return NULL;
+        goto done;
+    }
+    /* a COPY row of an event is far longer than 64 bytes: one leaf hash per 64 bytes is enough */
+    if (want_leaves && !(leaves = PyMem_RawMalloc(((size_t)data.len / 64 + 1) * 32))) {
+        PyErr_NoMemory();
+        goto done;
     }
     unsigned char hash[32];
     memcpy(hash, previous.buf, 32);
     int64_t next = position;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = verify_rows((const unsigned char *)data.buf, (size_t)data.len, &next, hash);
+    status = verify_rows((const unsigned char *)data.buf, (size_t)data.len, &next, hash, leaves);
     Py_END_ALLOW_THREADS
+    result = Py_BuildValue("(OLy#y#)", status == OK ? Py_True : Py_False, (long long)next, (const char *)hash,
+                           (Py_ssize_t)32, leaves ? (const char *)leaves : "",
+                           (Py_ssize_t)(leaves ? (next - position) * 32 : 0));
+done:
+    PyMem_RawFree(leaves);
     PyBuffer_Release(&data);
     PyBuffer_Release(&previous);
-    return Py_BuildValue("(OLy#)", status == OK ? Py_True : Py_False, (long long)next, (const char *)hash,
-                         (Py_ssize_t)32);
+    return result;
 }
 
 PyDoc_STRVAR(is_canonical_event_doc,

@@ -184,7 +184,7 @@ async def _check_copy(verifier: ChainVerifier, data: bytes, start: int, window: 
     window held all `window` positions. The verifier's state advances only past an accepted window."""
     if verifier.finding is not None:
         return False, False
-    complete, next_position, last_hash = await asyncio.to_thread(
+    complete, next_position, last_hash, _ = await asyncio.to_thread(
         fastchain.verify_copy, data, verifier.expected_position, verifier.previous_hash)
     if not complete:
         return False, False

@@ -219,3 +219,72 @@ async def test_the_export_holds_each_events_exact_bytes_hash_and_link_one_json_l
         assert obj["canonical"].encode("utf-8") == bytes(row["canonical"])
         assert obj["hash"] == bytes(row["hash"]).hex() and obj["prev_hash"] == bytes(row["prev_hash"]).hex()
     assert summary.head_hash == bytes(rows[-1]["hash"]).hex()
+
+
+async def _rechain_from(conn: asyncpg.Connection, position: int) -> None:
+    """An insider changes one event and recomputes every later hash: only the tree can tell."""
+    from registry.eventlog import canonical
+
+    rows = await conn.fetch("SELECT position, canonical, prev_hash FROM event WHERE position >= $1 ORDER BY position",
+                            position)
+    previous = bytes(rows[0]["prev_hash"])
+    for row in rows:
+        doc = canonical.decode(bytes(row["canonical"]))
+        data = dict(doc.data, note="改") if row["position"] == position else doc.data
+        raw = canonical.encode(msgspec.structs.replace(doc, data=data, prev_hash=previous.hex()))
+        digest = canonical.digest(raw)
+        await conn.execute("UPDATE event SET canonical = $2, hash = $3, prev_hash = $4 WHERE position = $1",
+                           row["position"], raw, digest, previous)
+        previous = digest
+
+
+INTEGRITY_TAMPERING = {
+    "intact": "",
+    "altered bytes": "UPDATE event SET canonical = canonical || ' '::bytea WHERE position = 9",
+    "a deleted event": "DELETE FROM event WHERE position = 12",
+    "an actor column changed": "UPDATE event SET actor = 'op-9' WHERE position = 4",
+    "a leaf of the tree changed": "UPDATE merkle_node SET hash = sha256(hash) WHERE level = 0 AND node_index = 7",
+    "the tail cut": "DELETE FROM event WHERE position >= 17",
+    "an event rewritten and the chain recomputed": "rechain 6",
+}
+
+
+@pytest.mark.parametrize("case", list(INTEGRITY_TAMPERING))
+async def test_the_compiled_integrity_check_reports_exactly_what_the_row_by_row_check_reports(
+        db: Database, owner: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    if store.fastchain is None:
+        pytest.skip("the compiled verifier was not built")
+    await append(db, 10)
+    await store.sign_checkpoint_if_grown(db, SIGNER)
+    await append(db, 10, start=10)
+    await store.sign_checkpoint_if_grown(db, SIGNER)
+    async with db.connection() as conn:
+        await store.extend(conn)
+    sql = INTEGRITY_TAMPERING[case]
+    await owner.execute("ALTER TABLE event DISABLE TRIGGER event_refuse_change")
+    await owner.execute("ALTER TABLE merkle_node DISABLE TRIGGER USER")
+    if sql.startswith("rechain"):
+        await _rechain_from(owner, int(sql.split()[1]))
+    elif sql:
+        await owner.execute(sql)
+    fed_row_by_row: list[int] = []  # windows the compiled check handed to the row-by-row one
+    original = store._feed_rows
+    checking_fast = False
+
+    async def recording(conn, checker, start, end, stored_size):
+        if checking_fast:
+            fed_row_by_row.append(start)
+        await original(conn, checker, start, end, stored_size)
+
+    monkeypatch.setattr(store, "_feed_rows", recording)
+    async with db.connection() as conn:
+        for window in (4, 5, 16384):
+            monkeypatch.setattr(store, "INTEGRITY_WINDOW", window)
+            for start, end in ((0, None), (3, 15), (8, 20), (0, 10)):
+                checking_fast = True
+                fast = await store.integrity(conn, start, end, SIGNER, fast=True)
+                checking_fast = False
+                slow = await store.integrity(conn, start, end, SIGNER, fast=False)
+                assert fast == slow, (window, start, end)
+                assert (start, end) != (0, None) or fast.ok is (case == "intact")
+    assert (fed_row_by_row == []) is (case == "intact")

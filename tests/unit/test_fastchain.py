@@ -147,7 +147,7 @@ def test_a_mutated_event_is_accepted_only_if_python_would_accept_it(e: Canonical
 
 
 def test_verify_copy_refuses_a_malformed_copy_stream() -> None:
-    complete, position, last = fastchain.verify_copy(b"not a copy stream", 0, bytes(32))
-    assert (complete, position, last) == (False, 0, bytes(32))
+    complete, position, last, leaves = fastchain.verify_copy(b"not a copy stream", 0, bytes(32), True)
+    assert (complete, position, last, leaves) == (False, 0, bytes(32), b"")
     with pytest.raises(ValueError):
         fastchain.verify_copy(b"", 0, b"short")
