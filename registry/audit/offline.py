@@ -279,21 +279,21 @@ def _verify_lines(mapped: mmap.mmap, start: int, end: int, position: int, previo
             return fastchain.verify_lines(part, at, previous, leaves)
 
     bounds = [start]
-    for k in range(1, cores):
-        cut = mapped.find(b"\n", max(bounds[-1], start + (end - start) * k // cores), end) + 1
-        if cut <= bounds[-1] or cut >= end:
-            break
-        bounds.append(cut)
+    starts: list[tuple[int, bytes]] = [(position, previous_hash)]
+    try:
+        for k in range(1, cores):
+            cut = mapped.find(b"\n", max(bounds[-1], start + (end - start) * k // cores), end) + 1
+            line_end = mapped.find(b"\n", cut, end) if 0 < cut < end else -1
+            if cut <= bounds[-1] or line_end < 0:
+                break  # no whole line left to start another part with
+            head = _line_head(mapped[cut:line_end])
+            starts.append((head.position, bytes.fromhex(head.prev_hash)))
+            bounds.append(cut)
+    except (msgspec.DecodeError, ValueError):  # not an exported line: the sequential pass says what it is
+        return check(start, end, position, previous_hash)
     if len(bounds) == 1:
         return check(start, end, position, previous_hash)
     bounds.append(end)
-    starts: list[tuple[int, bytes]] = [(position, previous_hash)]
-    try:
-        for cut in bounds[1:-1]:
-            head = _line_head(mapped[cut:mapped.find(b"\n", cut, end)])
-            starts.append((head.position, bytes.fromhex(head.prev_hash)))
-    except (msgspec.DecodeError, ValueError):  # not an exported line: the sequential pass says what it is
-        return check(start, end, position, previous_hash)
     with ThreadPoolExecutor(max_workers=len(starts), thread_name_prefix="verify") as pool:
         parts = list(pool.map(lambda k: check(bounds[k], bounds[k + 1], *starts[k]), range(len(starts))))
     for k, (complete, next_position, last_hash, consumed, _) in enumerate(parts[:-1]):
