@@ -23,7 +23,7 @@ from registry.audit import merkle
 from registry.audit.checkpoint import CheckpointInvalid, CheckpointSigner, verify_checkpoint
 from registry.errors import InternalError, NotFound, RuleViolation
 from registry.eventlog.model import GENESIS_HASH
-from registry.eventlog.store import copy_window, iter_rows
+from registry.eventlog.store import copy_check, iter_rows
 from registry.eventlog.verify import ChainVerifier, Finding, fastchain
 
 log = logging.getLogger(__name__)
@@ -318,11 +318,10 @@ async def _window_intact(conn: asyncpg.Connection, checker: _RangeChecker, start
     chain = checker.chain
     if chain is None or chain.finding is not None or chain.expected_position != start:
         return False
-    data = await copy_window(conn, start, stop - start)
-    complete, next_position, last_hash, leaves = await asyncio.to_thread(
-        fastchain.verify_copy, data, start, chain.previous_hash, True)
-    if not complete or next_position != stop:
+    check = await copy_check(conn, start, stop - start, start, chain.previous_hash, leaves=True)
+    if not check.complete or check.position != stop:
         return False
+    leaves, last_hash = check.leaves, check.previous_hash
     in_tree = max(0, min(stop, stored_size) - start)
     if in_tree:
         stored, count = await conn.fetchrow(

@@ -2,8 +2,7 @@
 
 Printed beside the baseline measured in the same run: raw `hashlib.sha256` over the very same
 canonical bytes that verification hashes. Full-log verification is measured twice: the regulator's
-offline check of an export against a signed checkpoint, and the service's check in the database
-(which can go no faster than PostgreSQL hands the rows over; that rate is printed too).
+offline check of an export against a signed checkpoint, and the service's check in the database.
 """
 
 from __future__ import annotations
@@ -55,8 +54,7 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
     - online: `verify_log` against the database (bytes, SHA-256, chain, canonical form, columns);
     - offline: `registry verify` over an export file and a signed checkpoint (bytes, SHA-256, chain,
       canonical form, the Merkle root recomputed and compared with the signed root, the signature);
-    - raw: `hashlib.sha256` over every event's canonical bytes in a Python loop, nothing else;
-    - read-out: PostgreSQL handing over the rows the online check reads, with no checking at all.
+    - raw: `hashlib.sha256` over every event's canonical bytes in a Python loop, nothing else.
     """
     signer = CheckpointSigner(Ed25519PrivateKey.generate(), origin="bench.registry.example/log")
     export = folder / "log.jsonl"
@@ -65,11 +63,6 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
         report = await log_store.verify_log(conn)
         online_seconds = time.perf_counter() - t
         assert report.ok, report
-        t = time.perf_counter()
-        readout = 0
-        for start in range(0, report.size, log_store.VERIFY_WINDOW):
-            readout += len(await log_store.copy_window(conn, start, log_store.VERIFY_WINDOW))
-        readout_seconds = time.perf_counter() - t
         head = await store.tree_head(conn)
         note = signer.sign(head.size, head.root_hash)
         with export.open("wb") as out:
@@ -90,7 +83,7 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
     events = report.checked
     return {"online_rate": events / online_seconds, "offline_rate": offline_report.checked / offline_seconds,
             "offline_one_thread_rate": offline_report.checked / one_thread_seconds, "cores": os.cpu_count() or 1,
-            "hash_rate": len(blobs) / hash_seconds, "readout_rate": events / readout_seconds, "checked": events,
+            "hash_rate": len(blobs) / hash_seconds, "checked": events,
             "compiled": fastchain is not None, "export_mb": export.stat().st_size / 1e6}
 
 
@@ -167,8 +160,6 @@ def format_results(r: dict) -> str:
         f"on one thread {r['offline_one_thread_rate']:,.0f} events/s -> {r['offline_one_thread_rate'] / r['hash_rate']:.1%}",
         f"full-log verification, in the database (`verify_log`: bytes, SHA-256, chain, canonical form, columns; "
         f"{path}): {r['online_rate']:,.0f} events/s -> ratio {online_ratio:.1%}",
-        f"  of which PostgreSQL handing over the same rows, unchecked: {r['readout_rate']:,.0f} events/s "
-        f"({r['readout_rate'] / r['hash_rate']:.1%} of raw hashing)",
         f"live tail lag, commit to delivery ({len(lags)} events): p50 {percentile(lags, 50) * 1000:.2f} ms  "
         f"p99 {percentile(lags, 99) * 1000:.2f} ms",
         f"TARGETS: proof p99 <= 5 ms: {'HOLDS' if p99_proof <= 5 else 'NOT MET'} ({p99_proof:.2f} ms); "

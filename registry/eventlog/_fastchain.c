@@ -380,32 +380,45 @@ static int int8_field(field f, int64_t *v) {
     return 0;
 }
 
-/* Verify every row of one binary COPY output; *position and previous advance past each accepted row.
- * Returns OK when the whole output (header to trailer) verified, STOP at the first row not accepted. */
-static int verify_rows(const unsigned char *data, size_t len, int64_t *position, unsigned char previous[32],
-                       unsigned char *leaves) {
+enum { MORE = 2 }; /* verify_rows: every complete row verified; the rest is an unfinished row */
+
+/* Verify the rows of binary COPY output, from its header when `header` (else from a row boundary);
+ * *position and previous advance past each accepted row and *consumed past its bytes. Returns OK when
+ * the trailer was reached (and nothing follows it), MORE when the data ends inside a row (the caller
+ * passes data[*consumed:] again with more appended), STOP at the first row not accepted. */
+static int verify_rows(const unsigned char *data, size_t len, int header, int64_t *position,
+                       unsigned char previous[32], unsigned char *leaves, size_t *consumed) {
     static const unsigned char LEAF_PREFIX = 0x00;
     const unsigned char *p = data, *end = data + len;
-    if (len < 19 || memcmp(p, COPY_SIGNATURE, 11) != 0) return STOP;
-    uint32_t extension = be32(p + 15);
-    p += 19;
-    if ((size_t)(end - p) < extension) return STOP;
-    p += extension;
+    *consumed = 0;
+    if (header) {
+        if (memcmp(p, COPY_SIGNATURE, len < 11 ? len : 11) != 0) return STOP;
+        if (len < 19) return MORE;
+        uint32_t extension = be32(p + 15);
+        if ((size_t)(end - p - 19) < extension) return MORE;
+        p += 19 + extension;
+        *consumed = (size_t)(p - data);
+    }
     for (;;) {
-        if (end - p < 2) return STOP;
+        if (end - p < 2) return MORE;
         int16_t count = (int16_t)((p[0] << 8) | p[1]);
-        p += 2;
-        if (count == -1) return p == end ? OK : STOP;
+        if (count == -1) {
+            if (p + 2 != end) return STOP;
+            *consumed = len;
+            return OK;
+        }
         if (count != FIELDS) return STOP;
+        const unsigned char *q = p + 2;
         field f[FIELDS];
         for (int i = 0; i < FIELDS; i++) {
-            if (end - p < 4) return STOP;
-            int32_t n = (int32_t)be32(p);
-            p += 4;
-            if (n < -1 || (n > 0 && end - p < n)) return STOP;
-            f[i].s = p;
+            if (end - q < 4) return MORE;
+            int32_t n = (int32_t)be32(q);
+            q += 4;
+            if (n < -1) return STOP;
+            if (n > 0 && end - q < n) return MORE;
+            f[i].s = q;
             f[i].n = n;
-            if (n > 0) p += n;
+            if (n > 0) q += n;
         }
         int64_t column_position, version, schema, recorded_at;
         if (int8_field(f[0], &column_position) || column_position != *position) return STOP;
@@ -435,6 +448,8 @@ static int verify_rows(const unsigned char *data, size_t len, int64_t *position,
         }
         memcpy(previous, hash.s, 32);
         (*position)++;
+        p = q;
+        *consumed = (size_t)(p - data);
     }
 }
 
@@ -546,18 +561,21 @@ static int frontier_append(unsigned char (*peaks)[32], int *count, uint64_t *siz
 /* ---- Python ----------------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(verify_copy_doc,
-"verify_copy(data, position, previous_hash, leaves=False) -> (complete, next_position, last_hash, leaf_hashes)\n\n"
-"Verify the rows of one binary COPY output (see the module source for the columns) as the chain\n"
-"continues from `position` after `previous_hash`. complete is True when every row verified;\n"
-"False means a row was not accepted (next_position names it) and the caller must verify the rows\n"
-"from there with the Python verifier, which says what, if anything, is wrong. With `leaves`,\n"
-"leaf_hashes holds the accepted events' RFC 6962 leaf hashes, 32 bytes each.");
+"verify_copy(data, position, previous_hash, leaves=False, header=True)\n"
+"    -> (state, next_position, last_hash, consumed, leaf_hashes)\n\n"
+"Verify the rows of binary COPY output (see the module source for the columns) as the chain continues\n"
+"from `position` after `previous_hash`; `header`: the data starts with the COPY header, else at a row.\n"
+"state 'done': every row verified up to the trailer. 'more': every complete row verified; the data\n"
+"ends inside a row, so pass data[consumed:] again with what follows (and header=False). 'stop': a row\n"
+"was not accepted (next_position names it) and the caller must verify from there with the Python\n"
+"verifier, which says what, if anything, is wrong. With `leaves`, leaf_hashes holds the accepted\n"
+"events' RFC 6962 leaf hashes, 32 bytes each.");
 
 static PyObject *verify_copy(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data, previous;
     long long position;
-    int want_leaves = 0;
-    if (!PyArg_ParseTuple(args, "y*Ly*|p", &data, &position, &previous, &want_leaves)) return NULL;
+    int want_leaves = 0, header = 1;
+    if (!PyArg_ParseTuple(args, "y*Ly*|pp", &data, &position, &previous, &want_leaves, &header)) return NULL;
     PyObject *result = NULL;
     unsigned char *leaves = NULL;
     if (previous.len != 32) {
@@ -572,13 +590,14 @@ static PyObject *verify_copy(PyObject *Py_UNUSED(self), PyObject *args) {
     unsigned char hash[32];
     memcpy(hash, previous.buf, 32);
     int64_t next = position;
+    size_t consumed = 0;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = verify_rows((const unsigned char *)data.buf, (size_t)data.len, &next, hash, leaves);
+    status = verify_rows((const unsigned char *)data.buf, (size_t)data.len, header, &next, hash, leaves, &consumed);
     Py_END_ALLOW_THREADS
-    result = Py_BuildValue("(OLy#y#)", status == OK ? Py_True : Py_False, (long long)next, (const char *)hash,
-                           (Py_ssize_t)32, leaves ? (const char *)leaves : "",
-                           (Py_ssize_t)(leaves ? (next - position) * 32 : 0));
+    result = Py_BuildValue("(sLy#ny#)", status == OK ? "done" : status == MORE ? "more" : "stop", (long long)next,
+                           (const char *)hash, (Py_ssize_t)32, (Py_ssize_t)consumed,
+                           leaves ? (const char *)leaves : "", (Py_ssize_t)(leaves ? (next - position) * 32 : 0));
 done:
     PyMem_RawFree(leaves);
     PyBuffer_Release(&data);

@@ -117,11 +117,11 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
                      window: int = VERIFY_WINDOW, fast: bool | None = None) -> VerifyReport:
     """Recompute the chain over the whole stored log.
 
-    Windows of `window` positions are read and checked at once; the next window is already being
-    read while this one is checked. With the compiled fast path (`fast`, by default whenever it was
-    built) a window arrives as one binary COPY and is checked in C on another thread; without it, as
-    rows checked with list-at-a-time Python (`ChainVerifier.feed_window`). A window that does not
-    pass whole, and whatever follows the last full window, are fed row by row, so the first bad
+    Windows of `window` positions are read and checked at once. With the compiled fast path (`fast`,
+    by default whenever it was built) a window arrives as one binary COPY and is checked in C while
+    it streams in (`CopyCheck`); without it, as rows checked with list-at-a-time Python
+    (`ChainVerifier.feed_window`) while the next window is already being read. A window that does
+    not pass whole, and whatever follows the last full window, are fed row by row, so the first bad
     position and its problem are always those of the row-by-row verifier.
     """
     if fast is None:
@@ -130,19 +130,21 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
         raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
     size = await conn.fetchval("SELECT count(*) FROM event")
     verifier = ChainVerifier()
-    fetch = copy_window if fast else _window
     finding: Finding | None = None
     start = 0
-    ahead: asyncio.Future[Any] | None = asyncio.ensure_future(fetch(conn, start, window))
-    while ahead is not None:
-        current = await ahead
+    ahead: asyncio.Future[LogWindow] | None = None if fast else asyncio.ensure_future(_window(conn, start, window))
+    while True:
         if fast:
-            # the next window is read speculatively: a short one ends the log (an empty read is cheap)
-            ahead = asyncio.ensure_future(fetch(conn, start + window, window))
-            accepted, full = await _check_copy(verifier, current, start, window)
+            check = await copy_check(conn, start, window, verifier.expected_position, verifier.previous_hash)
+            accepted = check.complete
+            if accepted:
+                verifier.accept(check.position - start, check.previous_hash)
+            full = accepted and check.position == start + window
         else:
+            assert ahead is not None
+            current = await ahead
             full = len(current.canonical) == window
-            ahead = asyncio.ensure_future(fetch(conn, start + window, window)) if full else None
+            ahead = asyncio.ensure_future(_window(conn, start + window, window)) if full else None
             await asyncio.sleep(0)  # the next query is on its way before the checking starts
             accepted = verifier.feed_window(current)
         if accepted:
@@ -151,9 +153,6 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
             start += window
             if full:
                 continue
-            if ahead is not None:
-                await ahead
-                ahead = None
         else:
             if ahead is not None:
                 await ahead  # one query at a time on the connection; the window is fetched again later
@@ -161,7 +160,8 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
             finding = await _verify_rows(conn, verifier, start, window, progress)
             if finding is None and verifier.expected_position == start + window:
                 start += window
-                ahead = asyncio.ensure_future(fetch(conn, start, window))
+                if not fast:
+                    ahead = asyncio.ensure_future(_window(conn, start, window))
                 continue
         break
     if finding is None and verifier.finding is None:
@@ -179,17 +179,52 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
     )
 
 
-async def _check_copy(verifier: ChainVerifier, data: bytes, start: int, window: int) -> tuple[bool, bool]:
-    """(accepted, full): the compiled verifier took every row of the window's COPY output, and the
-    window held all `window` positions. The verifier's state advances only past an accepted window."""
-    if verifier.finding is not None:
-        return False, False
-    complete, next_position, last_hash, _ = await asyncio.to_thread(
-        fastchain.verify_copy, data, verifier.expected_position, verifier.previous_hash)
-    if not complete:
-        return False, False
-    verifier.accept(next_position - start, last_hash)
-    return True, next_position == start + window
+class CopyCheck:
+    """A window's binary COPY output checked by the compiled verifier as it streams in.
+
+    `feed` is the COPY's sink. Each chunk is checked before the next is read, so PostgreSQL fills the
+    socket meanwhile and the chunks arrive large (the driver's cost is per chunk); between chunks
+    only an unfinished last row is kept. After the COPY, `complete` says
+    whether every row up to the trailer was accepted; `position` and `previous_hash` are where the
+    chain stands after the accepted rows, `leaves` their leaf hashes when asked for."""
+
+    def __init__(self, position: int, previous_hash: bytes, *, leaves: bool = False) -> None:
+        self.position = position
+        self.previous_hash = previous_hash
+        self.want_leaves = leaves
+        self.state = "more"
+        self._pending = b""
+        self._header = True
+        self._leaves: list[bytes] = []
+
+    async def feed(self, chunk: bytes) -> None:
+        if self.state != "more":
+            return  # a row was refused (the window is checked again row by row), or the trailer was seen
+        data = self._pending + chunk if self._pending else chunk
+        self.state, self.position, self.previous_hash, consumed, leaves = fastchain.verify_copy(
+            data, self.position, self.previous_hash, self.want_leaves, self._header)
+        if consumed:
+            self._header = False
+        self._pending = data[consumed:]
+        if leaves:
+            self._leaves.append(leaves)
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "done" and not self._pending
+
+    @property
+    def leaves(self) -> bytes:
+        return b"".join(self._leaves)
+
+
+async def copy_check(conn: asyncpg.Connection, start: int, size: int, position: int, previous_hash: bytes, *,
+                     leaves: bool = False) -> CopyCheck:
+    """Events [start, start + size) read as one binary COPY and checked by the compiled verifier as
+    they arrive, continuing the chain from (position, previous_hash)."""
+    check = CopyCheck(position, previous_hash, leaves=leaves)
+    await conn.copy_from_query(_COPY_SQL, start, start + size, output=check.feed, format="binary")
+    return check
 
 
 async def _verify_rows(conn: asyncpg.Connection, verifier: ChainVerifier, start: int, limit: int | None,

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from registry.db.database import Database
-from registry.eventlog.model import EventMeta, NewEvent
-from registry.eventlog.store import iter_rows, verify_log
-from registry.eventlog.verify import ChainVerifier
+from registry.eventlog.model import GENESIS_HASH, EventMeta, NewEvent
+from registry.eventlog.store import CopyCheck, copy_window, iter_rows, verify_log
+from registry.eventlog.verify import ChainVerifier, fastchain
 from registry.eventlog.writer import NO_STREAM
 
 META = EventMeta(actor="op-1", role="operator", command="test")
@@ -184,3 +184,23 @@ async def test_an_untampered_log_is_never_fed_row_by_row(db: Database, monkeypat
     async with db.connection() as conn:
         assert (await verify_log(conn, window=7, fast=fast)).ok
     assert fed == []
+
+
+async def test_a_copy_stream_cut_anywhere_is_checked_as_if_whole(db: Database) -> None:
+    """The driver hands COPY output over in pieces of any size: rows and the header may be split."""
+    if fastchain is None:
+        pytest.skip("the compiled verifier was not built")
+    await fill(db)
+    async with db.connection() as conn:
+        data = await copy_window(conn, 0, EVENTS)
+        head = bytes(await conn.fetchval("SELECT hash FROM event WHERE position = $1", EVENTS - 1))
+    cuts = [[k] for k in range(1, len(data))] + [list(range(7, len(data), 97)), list(range(1, len(data), 13))]
+    for cut in cuts:
+        check = CopyCheck(0, GENESIS_HASH, leaves=True)
+        for a, b in zip([0, *cut], [*cut, len(data)]):
+            await check.feed(data[a:b])
+        assert (check.complete, check.position, check.previous_hash) == (True, EVENTS, head), cut
+        assert len(check.leaves) == 32 * EVENTS
+    truncated = CopyCheck(0, GENESIS_HASH)
+    await truncated.feed(data[:-2])  # no trailer: never complete
+    assert not truncated.complete and truncated.position == EVENTS

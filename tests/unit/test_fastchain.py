@@ -147,7 +147,8 @@ def test_a_mutated_event_is_accepted_only_if_python_would_accept_it(e: Canonical
 
 
 def test_verify_copy_refuses_a_malformed_copy_stream() -> None:
-    complete, position, last, leaves = fastchain.verify_copy(b"not a copy stream", 0, bytes(32), True)
-    assert (complete, position, last, leaves) == (False, 0, bytes(32), b"")
+    state, position, last, consumed, leaves = fastchain.verify_copy(b"not a copy stream", 0, bytes(32), True)
+    assert (state, position, last, consumed, leaves) == ("stop", 0, bytes(32), 0, b"")
+    assert fastchain.verify_copy(b"PGCOPY", 0, bytes(32))[0] == "more"
     with pytest.raises(ValueError):
         fastchain.verify_copy(b"", 0, b"short")
