@@ -58,3 +58,23 @@ def free_port() -> int:
 def subprocess_env() -> dict[str, str]:
     """The environment for a `registry` process a test starts: none of the runner's REGISTRY_* or DATABASE_URL."""
     return {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_") and k != "DATABASE_URL"}
+
+
+async def rewrite_and_rechain(conn, position: int, **data_changes) -> None:
+    """An insider changes one event's data and recomputes every later hash and link as the schema
+    owner: the chain is whole again, and only the Merkle tree or a signed checkpoint can tell."""
+    import msgspec
+
+    from registry.eventlog import canonical
+
+    rows = await conn.fetch("SELECT position, canonical, prev_hash FROM event WHERE position >= $1 ORDER BY position",
+                            position)
+    previous = bytes(rows[0]["prev_hash"])
+    for row in rows:
+        doc = canonical.decode(bytes(row["canonical"]))
+        data = dict(doc.data, **data_changes) if row["position"] == position else doc.data
+        raw = canonical.encode(msgspec.structs.replace(doc, data=data, prev_hash=previous.hex()))
+        digest = canonical.digest(raw)
+        await conn.execute("UPDATE event SET canonical = $2, hash = $3, prev_hash = $4 WHERE position = $1",
+                           row["position"], raw, digest, previous)
+        previous = digest

@@ -27,6 +27,7 @@ import msgspec
 
 from registry.audit import merkle
 from registry.audit.checkpoint import Checkpoint, CheckpointInvalid, NoteVerifier, verify_checkpoint
+from registry.audit.frontier import grow
 from registry.eventlog import canonical
 from registry.eventlog.verify import ChainVerifier, LogRow, fastchain
 
@@ -207,16 +208,9 @@ class _Walk:
         """`count` lines verified by the compiled path, with their leaf hashes when asked for."""
         self.chain.accept(count, last_hash)
         self.events += count
-        at = 0
-        while at < len(leaves) and self.frontier.size < self.largest:
-            stop = min([size for size in self.by_size if size > self.frontier.size])
-            take = min((len(leaves) - at) // merkle.HASH_SIZE, stop - self.frontier.size)
-            size, peaks = fastchain.frontier_extend(self.frontier.size, self.frontier.peaks,
-                                                    leaves[at:at + take * merkle.HASH_SIZE])
-            self.frontier = merkle.Frontier(size, peaks)
-            at += take * merkle.HASH_SIZE
-            if size in self.by_size:
-                self.roots[size] = self.frontier.root()
+        wanted = max(0, self.largest - self.frontier.size) * merkle.HASH_SIZE
+        for grown in grow(self.frontier, leaves[:wanted], self.by_size):
+            self.roots[grown.size] = grown.root()
 
 
 CHUNK = 8 << 20

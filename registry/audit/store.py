@@ -21,6 +21,7 @@ import msgspec
 
 from registry.audit import merkle
 from registry.audit.checkpoint import CheckpointInvalid, CheckpointSigner, verify_checkpoint
+from registry.audit.frontier import grow
 from registry.errors import InternalError, NotFound, RuleViolation
 from registry.eventlog.model import GENESIS_HASH
 from registry.eventlog.store import copy_check, iter_rows
@@ -385,19 +386,11 @@ class _RangeChecker:
         assert self.chain is not None
         self.chain.accept(count, last_hash)
         self.checked += count
-        at = 0
-        while self.frontier is not None and at < len(leaves):
-            size = self.frontier.size
-            take = (len(leaves) - at) // merkle.HASH_SIZE
-            later = [s for s in self._expected_roots if s > size]
-            if later:
-                take = min(take, min(later) - size)
-            grown, peaks = fastchain.frontier_extend(size, self.frontier.peaks, leaves[at:at + take * merkle.HASH_SIZE])
-            self.frontier = merkle.Frontier(grown, peaks)
-            at += take * merkle.HASH_SIZE
-            expected = self._expected_roots.get(grown)
-            if expected is not None and expected != self.frontier.root():
-                self.fail(None, f"the Merkle root of the first {grown} events differs from the "
+        if self.frontier is None:
+            return
+        for grown in grow(self.frontier, leaves, self._expected_roots):
+            if self._expected_roots[grown.size] != grown.root():
+                self.fail(None, f"the Merkle root of the first {grown.size} events differs from the "
                                 f"signed checkpoint of that size")
 
     def finish(self) -> None:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import httpx
-import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,11 +18,10 @@ from registry.audit.checkpoint import CheckpointSigner, verify_checkpoint
 from registry.audit.export import export_jsonl
 from registry.calendar.service import ensure_seeded
 from registry.db.database import Database
-from registry.eventlog import canonical
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import NO_STREAM
 from registry.settings import Settings
-from support import auth
+from support import auth, rewrite_and_rechain
 
 CHECKPOINT_KEY = Ed25519PrivateKey.generate()
 META = EventMeta(actor="op-1", role="operator", command="test")
@@ -213,17 +211,7 @@ async def _truncate_tail(conn: asyncpg.Connection) -> None:
 
 
 async def _rewrite_and_rechain(conn: asyncpg.Connection) -> None:
-    """An insider who changes an event and recomputes every later hash: the chain is whole again."""
-    rows = await conn.fetch("SELECT position, canonical, prev_hash FROM event WHERE position >= $1 ORDER BY position", K)
-    previous = bytes(rows[0]["prev_hash"])
-    for row in rows:
-        doc = canonical.decode(bytes(row["canonical"]))
-        data = dict(doc.data, memo="bbbb") if row["position"] == K else doc.data
-        raw = canonical.encode(msgspec.structs.replace(doc, data=data, prev_hash=previous.hex()))
-        digest = canonical.digest(raw)
-        await conn.execute("UPDATE event SET canonical = $2, hash = $3, prev_hash = $4 WHERE position = $1",
-                           row["position"], raw, digest, previous)
-        previous = digest
+    await rewrite_and_rechain(conn, K, memo="bbbb")
 
 
 TAMPERING = {

@@ -19,6 +19,7 @@ from registry.db.database import Database
 from registry.errors import RuleViolation
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import NO_STREAM
+from support import rewrite_and_rechain
 
 META = EventMeta(actor="op-1", role="operator", command="test")
 ORIGIN = "registry.tjotc.example/log"
@@ -221,23 +222,6 @@ async def test_the_export_holds_each_events_exact_bytes_hash_and_link_one_json_l
     assert summary.head_hash == bytes(rows[-1]["hash"]).hex()
 
 
-async def _rechain_from(conn: asyncpg.Connection, position: int) -> None:
-    """An insider changes one event and recomputes every later hash: only the tree can tell."""
-    from registry.eventlog import canonical
-
-    rows = await conn.fetch("SELECT position, canonical, prev_hash FROM event WHERE position >= $1 ORDER BY position",
-                            position)
-    previous = bytes(rows[0]["prev_hash"])
-    for row in rows:
-        doc = canonical.decode(bytes(row["canonical"]))
-        data = dict(doc.data, note="改") if row["position"] == position else doc.data
-        raw = canonical.encode(msgspec.structs.replace(doc, data=data, prev_hash=previous.hex()))
-        digest = canonical.digest(raw)
-        await conn.execute("UPDATE event SET canonical = $2, hash = $3, prev_hash = $4 WHERE position = $1",
-                           row["position"], raw, digest, previous)
-        previous = digest
-
-
 INTEGRITY_TAMPERING = {
     "intact": "",
     "altered bytes": "UPDATE event SET canonical = canonical || ' '::bytea WHERE position = 9",
@@ -264,7 +248,7 @@ async def test_the_compiled_integrity_check_reports_exactly_what_the_row_by_row_
     await owner.execute("ALTER TABLE event DISABLE TRIGGER event_refuse_change")
     await owner.execute("ALTER TABLE merkle_node DISABLE TRIGGER USER")
     if sql.startswith("rechain"):
-        await _rechain_from(owner, int(sql.split()[1]))
+        await rewrite_and_rechain(owner, int(sql.split()[1]), note="改")
     elif sql:
         await owner.execute(sql)
     fed_row_by_row: list[int] = []  # windows the compiled check handed to the row-by-row one

@@ -152,3 +152,34 @@ def test_verify_copy_refuses_a_malformed_copy_stream() -> None:
     assert fastchain.verify_copy(b"PGCOPY", 0, bytes(32))[0] == "more"
     with pytest.raises(ValueError):
         fastchain.verify_copy(b"", 0, b"short")
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 300), st.sets(st.integers(1, 700), max_size=5))
+def test_growing_a_frontier_many_leaves_at_once_matches_appending_them_one_by_one(compiled: bool, start: int,
+                                                                                  count: int, pauses: set[int]) -> None:
+    from registry.audit import frontier, merkle
+
+    saved = frontier.fastchain
+    frontier.fastchain = saved if compiled else None
+    try:
+        check_growth(merkle, frontier.grow, start, count, pauses)
+    finally:
+        frontier.fastchain = saved
+
+
+def check_growth(merkle, grow, start: int, count: int, pauses: set[int]) -> None:
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(start + count)]
+    one_by_one = merkle.Frontier()
+    roots_one_by_one = {}
+    for leaf in leaves:
+        one_by_one.append(leaf)
+        if one_by_one.size in pauses and one_by_one.size > start:
+            roots_one_by_one[one_by_one.size] = one_by_one.root()
+    grown = merkle.Frontier()
+    for leaf in leaves[:start]:
+        grown.append(leaf)
+    roots = {f.size: f.root() for f in grow(grown, b"".join(leaves[start:]), pauses)}
+    assert roots == roots_one_by_one
+    assert (grown.size, grown.peaks, grown.root()) == (one_by_one.size, one_by_one.peaks, one_by_one.root())
