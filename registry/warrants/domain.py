@@ -108,6 +108,11 @@ class SeriesSuspended(RuleViolation):
     title = "The series is suspended while the target's IPO application is pending"
 
 
+class IpoDateInvalid(RuleViolation):
+    code = "warrant.ipo_date_invalid"
+    title = "The IPO filing or outcome date is not possible"
+
+
 class OutsideValidity(RuleViolation):
     code = "warrant.outside_validity_window"
     title = "The date is outside the series' validity window"
@@ -684,21 +689,35 @@ def decide_confirm_exercise(series_code: str, exercise: dict[str, Any], *, confi
     }, today)]
 
 
-def decide_suspend(series: SeriesFacts, *, filed_on: dt.date, reason: str) -> list[NewEvent]:
-    """The target filed for an IPO (not a NEEQ listing): validity pauses from the filing date."""
+def decide_suspend(series: SeriesFacts, *, filed_on: dt.date, reason: str, today: dt.date) -> list[NewEvent]:
+    """The target filed for an IPO (not a NEEQ listing): validity pauses from the filing date, or from
+    the start of the series' validity if the filing came first (no days before it are given back)."""
     if series.status is SeriesStatus.suspended:
         raise NothingToDo(f"series {series.code} is already suspended", suspended_since=str(series.suspended_since))
     check_live(series)
-    return [_event("warrant.series_suspended", {"code": series.code, "since": filed_on.isoformat(),
-                                                "reason": reason}, filed_on)]
+    if filed_on > today:
+        raise IpoDateInvalid(f"the filing is dated {filed_on}, after today's business date {today}",
+                             filed_on=filed_on.isoformat(), business_date=today.isoformat())
+    if filed_on > series.valid_until:
+        raise IpoDateInvalid(f"series {series.code}'s validity ended on {series.valid_until}, before the filing on "
+                             f"{filed_on}: it expires rather than pauses", filed_on=filed_on.isoformat(),
+                             valid_until=series.valid_until.isoformat())
+    since = max(filed_on, series.terms.valid_from)
+    return [_event("warrant.series_suspended", {"code": series.code, "since": since.isoformat(),
+                                                "filed_on": filed_on.isoformat(), "reason": reason}, since)]
 
 
-def decide_ipo_outcome(series: SeriesFacts, *, outcome: str, on: dt.date, reason: str) -> list[NewEvent]:
+def decide_ipo_outcome(series: SeriesFacts, *, outcome: str, on: dt.date, reason: str,
+                       today: dt.date) -> list[NewEvent]:
     """Approval ends the series; rejection, withdrawal or non-acceptance resume it, expiry pushed back."""
     if series.status is not SeriesStatus.suspended or series.suspended_since is None:
         raise NothingToDo(f"series {series.code} is not suspended", series_status=str(series.status))
+    if on > today:
+        raise IpoDateInvalid(f"the outcome is dated {on}, after today's business date {today}",
+                             on=on.isoformat(), business_date=today.isoformat())
     if on < series.suspended_since:
-        raise TermsInvalid("the outcome predates the filing", suspended_since=series.suspended_since.isoformat())
+        raise IpoDateInvalid("the outcome predates the suspension it ends", on=on.isoformat(),
+                             suspended_since=series.suspended_since.isoformat())
     if outcome == "approved":
         return [_event("warrant.series_terminated", {
             "code": series.code, "on": on.isoformat(), "reason": reason,

@@ -273,7 +273,8 @@ def ipo_filed(uscc: str, cmd: IpoFiling) -> Handler:
         if not codes:
             raise domain.NothingToDo(f"enterprise {uscc} has no live warrant series to suspend", uscc=uscc)
         for code in codes:
-            events = domain.decide_suspend(await series_facts(ctx.conn, code), filed_on=cmd.filed_on, reason=cmd.reason)
+            events = domain.decide_suspend(await series_facts(ctx.conn, code), filed_on=cmd.filed_on, reason=cmd.reason,
+                                           today=ctx.business_date)
             await ctx.append(series_stream(code), await ctx.stream_version(series_stream(code)), events)
         return {"uscc": uscc, "suspended": codes}
     return handler
@@ -290,7 +291,7 @@ def ipo_outcome(uscc: str, cmd: IpoOutcome) -> Handler:
         results = []
         for code in codes:
             events = domain.decide_ipo_outcome(await series_facts(ctx.conn, code), outcome=cmd.outcome, on=cmd.on,
-                                               reason=cmd.reason)
+                                               reason=cmd.reason, today=ctx.business_date)
             await ctx.append(series_stream(code), await ctx.stream_version(series_stream(code)), events)
             results.append({"code": code, "event": events[0].type, **{
                 k: v for k, v in events[0].data.items() if k in ("valid_until_after", "units_cancelled")}})

@@ -139,8 +139,9 @@ async def test_ipo_filing_suspends_rejection_resumes_with_expiry_extended(client
 async def test_ipo_approval_terminates_the_series(client, db, market) -> None:
     await ok(await client.post(f"/enterprises/{TARGET}/ipo-filings", headers=op(), json={
         "filed_on": TODAY.isoformat(), "reason": "首发申请"}))
+    approved_on = travel(db, days=20)
     ended = await ok(await client.post(f"/enterprises/{TARGET}/ipo-outcomes", headers=op(), json={
-        "outcome": "approved", "on": (TODAY + dt.timedelta(days=20)).isoformat(), "reason": "注册生效"}))
+        "outcome": "approved", "on": approved_on.isoformat(), "reason": "注册生效"}))
     assert ended["series"][0]["units_cancelled"] == 100_000
     series = await ok(await client.get(f"/warrant-series/{market['code']}", headers=REGULATOR))
     assert (series["status"], series["units_outstanding"], series["units_cancelled"]) == ("terminated", 0, 100_000)
@@ -290,8 +291,60 @@ async def test_a_share_register_amount_that_is_not_a_usable_decimal_is_a_400(cli
                       "request.invalid", 400)
 
 
-async def test_an_ipo_outcome_that_would_push_expiry_past_the_calendar_is_refused(client, market) -> None:
+async def test_an_ipo_outcome_that_would_push_expiry_past_the_calendar_is_refused(client, db) -> None:
+    await enterprise(client)
+    _, acct = await investor(client, "天津银行")
+    await register_series(client, [(acct, 100)], valid_until="9999-12-31")
     await ok(await client.post(f"/enterprises/{TARGET}/ipo-filings", headers=op(),
                                json={"filed_on": TODAY.isoformat(), "reason": "申报IPO"}))
-    await refused(client, f"/enterprises/{TARGET}/ipo-outcomes", {"outcome": "rejected", "on": "9999-12-31",
+    outcome_day = travel(db, days=1)
+    await refused(client, f"/enterprises/{TARGET}/ipo-outcomes", {"outcome": "rejected", "on": outcome_day.isoformat(),
                                                                    "reason": "未通过"}, "warrant.terms_invalid")
+
+
+async def test_ipo_dates_after_today_or_past_the_series_are_refused_naming_the_dates(client, db, market) -> None:
+    today = travel(db, trading_days=6)  # the business date the market fixture left us on
+    body = await refused(client, f"/enterprises/{TARGET}/ipo-filings",
+                         {"filed_on": (today + dt.timedelta(days=1)).isoformat(), "reason": "申报IPO"},
+                         "warrant.ipo_date_invalid")
+    assert body["business_date"] == today.isoformat()
+    series = await ok(await client.get(f"/warrant-series/{market['code']}", headers=REGULATOR))
+    await ok(await client.post(f"/enterprises/{TARGET}/ipo-filings", headers=op(),
+                               json={"filed_on": today.isoformat(), "reason": "申报IPO"}))
+    body = await refused(client, f"/enterprises/{TARGET}/ipo-outcomes",
+                         {"outcome": "withdrawn", "on": (today + dt.timedelta(days=3)).isoformat(), "reason": "撤回"},
+                         "warrant.ipo_date_invalid")
+    assert body["on"] == (today + dt.timedelta(days=3)).isoformat()
+    body = await refused(client, f"/enterprises/{TARGET}/ipo-outcomes",
+                         {"outcome": "withdrawn", "on": (today - dt.timedelta(days=1)).isoformat(), "reason": "撤回"},
+                         "warrant.ipo_date_invalid")
+    assert body["suspended_since"] == today.isoformat()
+    assert series["status"] == "registered"
+
+
+async def test_an_ipo_filed_before_the_series_began_suspends_it_from_its_first_day(client, db) -> None:
+    """No days before the validity window are given back when the series resumes."""
+    await enterprise(client)
+    _, acct = await investor(client, "天津银行")
+    starts = TODAY + dt.timedelta(days=2)
+    code = await register_series(client, [(acct, 100)], valid_from=starts.isoformat())
+    before = await ok(await client.get(f"/warrant-series/{code}", headers=REGULATOR))
+    await ok(await client.post(f"/enterprises/{TARGET}/ipo-filings", headers=op(),
+                               json={"filed_on": (TODAY - dt.timedelta(days=30)).isoformat(), "reason": "申报IPO"}))
+    outcome_day = travel(db, days=12)
+    resumed = await ok(await client.post(f"/enterprises/{TARGET}/ipo-outcomes", headers=op(), json={
+        "outcome": "rejected", "on": outcome_day.isoformat(), "reason": "未通过"}))
+    pushed = (outcome_day - starts).days
+    assert resumed["series"][0]["valid_until_after"] == (
+        dt.date.fromisoformat(before["valid_until"]) + dt.timedelta(days=pushed)).isoformat()
+
+
+async def test_an_ipo_filed_after_a_series_ran_out_is_refused(client, db) -> None:
+    await enterprise(client)
+    _, acct = await investor(client, "天津银行")
+    ends = TODAY + dt.timedelta(days=3)
+    await register_series(client, [(acct, 100)], valid_until=ends.isoformat())
+    filed = travel(db, days=5)
+    body = await refused(client, f"/enterprises/{TARGET}/ipo-filings",
+                         {"filed_on": filed.isoformat(), "reason": "申报IPO"}, "warrant.ipo_date_invalid")
+    assert body["valid_until"] == ends.isoformat()
