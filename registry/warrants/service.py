@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -76,6 +77,17 @@ async def holding_balance(conn: asyncpg.Connection, code: str, account_id: str) 
     row = await conn.fetchrow("SELECT available, pledged, frozen FROM holding WHERE series_code = $1 "
                               "AND account_id = $2", code, account_id)
     return Balance() if row is None else Balance(**dict(row))
+
+
+async def holding_balances(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Balance]:
+    """`holding_balance` for many (series, account) holdings in one query; absent ones are zero."""
+    rows = await conn.fetch(
+        "SELECT h.series_code, h.account_id, h.available, h.pledged, h.frozen FROM holding h "
+        "JOIN unnest($1::text[], $2::text[]) AS k(series_code, account_id) USING (series_code, account_id)",
+        [code for code, _ in keys], [account for _, account in keys])
+    found = {(r["series_code"], r["account_id"]): Balance(available=r["available"], pledged=r["pledged"],
+                                                          frozen=r["frozen"]) for r in rows}
+    return {key: found.get(key, Balance()) for key in keys}
 
 
 async def active_lots(conn: asyncpg.Connection, code: str, account_id: str) -> list[Lot]:

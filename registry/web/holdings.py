@@ -148,6 +148,7 @@ async def options_for(conn: asyncpg.Connection, holdings: Iterable[tuple[str, st
                             "WHERE series_code = ANY($1::text[]) AND investor_id = ANY($2::text[])",
                             list(series), sorted({a.investor_id for a in accounts.values()}))
     intervals = _intervals(rows, calendar, today)
+    balances = await warrants.holding_balances(conn, keys)
 
     def earliest(day: dt.date, n: int) -> dt.date | None:
         try:
@@ -159,7 +160,7 @@ async def options_for(conn: asyncpg.Connection, holdings: Iterable[tuple[str, st
     for code, account_id in keys:
         account = accounts[account_id]
         found[(code, account_id)] = _options(
-            code, account_id, today, series[code], account, await warrants.holding_balance(conn, code, account_id),
+            code, account_id, today, series[code], account, balances[(code, account_id)],
             intervals.get((code, account.investor_id), IntervalFacts()), earliest, interval_days, t_plus_allowed)
     return found
 
