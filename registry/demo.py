@@ -93,7 +93,7 @@ async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> 
     # On a date the known calendar does not reach, the demo publishes weekdays (a real market
     # publishes the holiday notice); otherwise next year's request above stays in the queue.
     calendar = await publish_weekdays_through(
-        db.writer, today + dt.timedelta(days=30), reason="演示数据",
+        db, today + dt.timedelta(days=30), reason="演示数据",
         requester=EventMeta(actor="op-zhang", role="operator", command="RequestApproval"),
         approver=EventMeta(actor="op-li", role="operator", command="ApproveRequest"))
     issued_on = calendar.add_trading_days(today, -10)

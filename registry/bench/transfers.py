@@ -84,7 +84,7 @@ async def build_market(db: Database, holders: int, settings: Settings) -> dict[s
     ten trading days ago so the 5-trading-day interval does not refuse the first sales."""
     await ensure_seeded(db.writer)
     today = dt.date.today()
-    calendar = await publish_weekdays_through(db.writer, today + dt.timedelta(days=30), requester=OP1,
+    calendar = await publish_weekdays_through(db, today + dt.timedelta(days=30), requester=OP1,
                                               approver=OP2, reason="bench")
     issued_on = calendar.add_trading_days(today, -10)
     moment = dt.datetime.combine(issued_on, dt.time(10), dt.timezone(dt.timedelta(hours=8)))

@@ -117,13 +117,15 @@ async def publish(ctx: WriteContext, edit: CalendarEdit, approval_id: str) -> di
     return {"first_day": updated.first_day.isoformat(), "last_day": updated.last_day.isoformat()}
 
 
-async def publish_weekdays_through(writer: Writer, day: dt.date, *, requester: EventMeta, approver: EventMeta,
+async def publish_weekdays_through(db: Any, day: dt.date, *, requester: EventMeta, approver: EventMeta,
                                    reason: str) -> TradingCalendar:
     """Extend the known calendar year by year (weekdays only) until it covers `day`, each year
     requested by one operator and approved by another. For the demo and the benches, which
-    must run on any date; a real market publishes the holiday notice instead."""
+    must run on any date; a real market publishes the holiday notice instead. `db` is the
+    service's Database (its `connection()` to read, its `writer` to write)."""
+    writer: Writer = db.writer
     while True:
-        async with writer._pool.acquire() as conn:
+        async with db.connection() as conn:
             calendar = await load_calendar(conn)
         if calendar.last_day >= day:
             return calendar
