@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import logging
+import typing
 from typing import Any
 
 import asyncpg
@@ -74,7 +76,7 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
     if isinstance(exc, ValidationException):
         # Litestar reports body/query decoding errors here: wrong types, unknown fields, bad JSON.
         return problem(400, "request.invalid", "The request is malformed", _validation_detail(exc), request,
-                       {"errors": _jsonable(exc.extra)})
+                       {"errors": _with_allowed_values(_jsonable(exc.extra), request)})
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return problem(status, "internal.error", "The service failed", "internal error", request)
@@ -100,6 +102,30 @@ def _validation_detail(exc: ValidationException) -> str:
         parts = [f"{e.get('key', '')}: {e['message']}".strip(": ") for e in extra]
         return "; ".join(parts)
     return exc.detail or "the request could not be decoded"
+
+
+def _with_allowed_values(errors_: Any, request: Request) -> Any:
+    """A query or path parameter refused for a value outside its vocabulary: say which values it takes."""
+    if not isinstance(errors_, list):
+        return errors_
+    for error in errors_:
+        if isinstance(error, dict) and error.get("source") in ("query", "path") and isinstance(error.get("key"), str):
+            allowed = _vocabulary(request, error["key"])
+            if allowed is not None:
+                error["allowed"] = allowed
+    return errors_
+
+
+def _vocabulary(request: Request, name: str) -> list[str] | None:
+    try:
+        field = request.route_handler.parsed_fn_signature.parameters.get(name)
+    except AttributeError:
+        return None
+    annotation = getattr(field, "annotation", None)
+    for kind in typing.get_args(annotation) or (annotation,):
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return [str(member.value) for member in kind]
+    return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -241,6 +241,8 @@ async def test_a_list_filter_outside_its_vocabulary_is_400_naming_the_parameter(
     r = await client.get(path, headers=auth("regulator", "r"))
     assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
     assert parameter in r.json()["detail"]
+    allowed = r.json()["allowed"] if parameter == "action" else r.json()["errors"][0]["allowed"]
+    assert allowed and all(isinstance(value, str) for value in allowed)
 
 
 async def test_an_accounts_status_filter_outside_its_vocabulary_is_400(client: httpx.AsyncClient) -> None:
@@ -250,3 +252,4 @@ async def test_an_accounts_status_filter_outside_its_vocabulary_is_400(client: h
     assert ok.status_code == 200 and len(ok.json()["items"]) == 1
     r = await client.get(f"/investors/{investor}/accounts?status=opened", headers=auth("regulator", "r"))
     assert r.status_code == 400 and "status" in r.json()["detail"]
+    assert r.json()["errors"][0]["allowed"] == ["open", "frozen", "closed"]
