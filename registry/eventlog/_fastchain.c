@@ -13,7 +13,12 @@
  * window with the Python verifier, which names the first bad position and its problem. So this file
  * can make verification faster but never more lenient: every byte string it accepts as canonical is
  * one that msgspec's decoder reads as a CanonicalEvent and its sorted encoder writes back unchanged
- * (tests/test_fastchain.py checks this on generated and mutated events).
+ * (tests/unit/test_fastchain.py checks this on generated and mutated events).
+ *
+ * `verify_lines` does the same for the lines of a JSON Lines export (registry.audit.export), where
+ * the columns are the line's own position and hashes, and also returns each event's RFC 6962 leaf
+ * hash; `frontier_extend` grows a Merkle frontier by many leaf hashes at once. Every function checks
+ * a buffer the caller owns and releases the GIL while it works.
  *
  * SHA-256 is OpenSSL's, from the libcrypto that Python's hashlib already loads.
  */
