@@ -17,8 +17,8 @@
  *
  * `verify_lines` does the same for the lines of a JSON Lines export (registry.audit.export), where
  * the columns are the line's own position and hashes, and also returns each event's RFC 6962 leaf
- * hash; `frontier_extend` grows a Merkle frontier by many leaf hashes at once. Every function checks
- * a buffer the caller owns and releases the GIL while it works.
+ * hash; `frontier_extend` grows a Merkle frontier by many leaf hashes at once. These three release
+ * the GIL while they work, so threads can run them side by side.
  *
  * SHA-256 is OpenSSL's, from the libcrypto that Python's hashlib already loads.
  */
