@@ -128,3 +128,36 @@ async def test_no_request_gets_a_server_error_and_no_refusal_writes(client: http
     assert not writing_refusals, writing_refusals[:10]
     # the requests reached the rules, not only the decoder and the access checks
     assert answered.get(422, 0) > 20 and answered.get(200, 0) + answered.get(201, 0) > 100, answered
+
+
+PAGES = {"/ui/": [], "/ui/positions": ["investor"], "/ui/enterprise": ["uscc", "as_of"], "/ui/pipeline": ["as_of"],
+         "/ui/series-attention": ["days"], "/ui/events": ["after", "stream", "type", "actor", "since", "until", "highlight"],
+         "/ui/audit": ["from", "to", "position"], "/ui/approvals": [], "/ui/audit/checkpoint.txt": [],
+         "/ui/audit/checkpoint-key.txt": []}
+
+
+async def test_no_page_gets_a_server_error(client: httpx.AsyncClient, dsns, settings) -> None:
+    """The pages (not in the OpenAPI document) with odd and real query values, for every role."""
+    await load_demo(settings, dsns.app)
+    ids = await known_ids(client)
+    rng = random.Random(SEED)
+    known = [value for values in ids.values() for value in values]
+    server_errors, answered = [], {}
+    for _ in range(600):
+        role = rng.choice(["operator", "regulator", "investor", "enterprise"])
+        subject = {"investor": rng.choice(ids["investor_id"]), "enterprise": rng.choice(ids["uscc"])}.get(role, "op-1")
+        pick = rng.random()
+        if pick < 0.2:
+            path, params = f"/ui/holdings/{rng.choice(ids['code'] + ODD_TEXT)}/{rng.choice(ids['account_id'] + ODD_TEXT)}", {}
+        elif pick < 0.35:
+            path = f"/ui/series/{rng.choice(ids['code'] + ODD_TEXT)}"
+            params = {"as_of": rng.choice(ODD_TEXT)} if rng.random() < 0.5 else {}
+        else:
+            path = rng.choice(list(PAGES))
+            params = {q: rng.choice(ODD_TEXT + known) for q in PAGES[path] if rng.random() < 0.6}
+        r = await client.get(path, params=params, headers=auth(role, subject))
+        answered[r.status_code] = answered.get(r.status_code, 0) + 1
+        if r.status_code >= 500:
+            server_errors.append((path, params, r.status_code, r.text[:300]))
+    assert not server_errors, server_errors[:10]
+    assert answered.get(200, 0) > 100, answered
