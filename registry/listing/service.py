@@ -324,12 +324,15 @@ async def fact_views(conn: asyncpg.Connection, uscc: str, as_of: dt.date | None)
         if key in later:
             superseded_by[r["position"]] = later[key]
         later[key] = r["position"]
-    return [FactView(position=r["position"], uscc=r["uscc"], name=FactName(r["name"]),
-                     label=FACTS[FactName(r["name"])].label, value=msgspec.json.decode(r["value"]),
-                     fiscal_period=r["fiscal_period"], source_document_digest=r["source_document_digest"],
-                     filed_on=r["filed_on"], filed_by=r["filed_by"], corrects=r["corrects"],
-                     superseded_by=superseded_by.get(r["position"]), in_force=r["position"] not in superseded_by)
-            for r in rows]
+    return [_fact_view(r, superseded_by.get(r["position"])) for r in rows]
+
+
+def _fact_view(r: asyncpg.Record, superseded_by: int | None) -> FactView:
+    return FactView(position=r["position"], uscc=r["uscc"], name=FactName(r["name"]),
+                    label=FACTS[FactName(r["name"])].label, value=msgspec.json.decode(r["value"]),
+                    fiscal_period=r["fiscal_period"], source_document_digest=r["source_document_digest"],
+                    filed_on=r["filed_on"], filed_by=r["filed_by"], corrects=r["corrects"],
+                    superseded_by=superseded_by, in_force=superseded_by is None)
 
 
 async def list_facts(conn: asyncpg.Connection, uscc: str, *, as_of: dt.date | None, in_force_only: bool,
@@ -356,7 +359,8 @@ def file_fact(uscc: str, cmd: FileFact) -> Handler:
             type="listing.fact_filed", effective_date=ctx.business_date, data={
                 "uscc": uscc, "name": str(cmd.name), "value": cmd.value, "fiscal_period": cmd.fiscal_period,
                 "source_document_digest": cmd.source_document_digest, "corrects": cmd.corrects})])
-        view = next(v for v in await fact_views(ctx.conn, uscc, None) if v.position == position)
+        # the newest filing: nothing supersedes it yet
+        view = _fact_view(await ctx.conn.fetchrow("SELECT * FROM listing_fact WHERE position = $1", position), None)
         return msgspec.to_builtins(view)
     return handler
 
