@@ -50,6 +50,21 @@ def _text(x: float, y: float, value: str, *, size: int = 13, anchor: str = "star
             f'font-weight="{weight}">{escape(value)}</text>')
 
 
+def _open(css_class: str, width: int, height: int, title: str,
+          legend: Sequence[tuple[int, str, str]]) -> list[str]:
+    """The start of a chart: the svg element, its title, and a legend of (x, colour, label) keys."""
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {css_class}" role="img" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="{escape(FONT)}">',
+        f"<title>{escape(title)}</title>",
+        _text(0, 18, title, size=15, weight="bold"),
+    ]
+    for x, colour, label in legend:
+        parts.append(f'<rect x="{x}" y="28" width="12" height="12" fill="{colour}"/>')
+        parts.append(_text(x + 18, 39, label, size=12))
+    return parts
+
+
 def _short(label: str, limit: int = 16) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
@@ -60,16 +75,9 @@ def cap_table_chart(lines: Sequence[Holding], *, title: str = "完全稀释后�
     ordered = sorted(lines, key=lambda h: (-(h.shares + h.warrants), h.label))
     label_w, bar_w, row_h, top = 230, 380, 30, 52
     width, height = label_w + bar_w + 90, top + row_h * max(len(ordered), 1) + 12
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart cap-table-chart" role="img" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="{escape(FONT)}">',
-        f"<title>{escape(title)}</title>",
-        _text(0, 18, title, size=15, weight="bold"),
-        f'<rect x="0" y="28" width="12" height="12" fill="{SHARES_COLOUR}"/>',
-        _text(18, 39, "股份/出资 shares or capital", size=12),
-        f'<rect x="230" y="28" width="12" height="12" fill="{WARRANTS_COLOUR}"/>',
-        _text(248, 39, "认股权（行权后）warrants, if exercised", size=12),
-    ]
+    parts = _open("cap-table-chart", width, height, title, [
+        (0, SHARES_COLOUR, "股份/出资 shares or capital"),
+        (230, WARRANTS_COLOUR, "认股权（行权后）warrants, if exercised")])
     if not ordered or not total:
         parts.append(_text(0, top + 18, "暂无股东或认股权 no holders yet", size=13, fill="#5b6b7b"))
     for i, h in enumerate(ordered):
@@ -96,16 +104,9 @@ def funnel_chart(steps: Sequence[FunnelStep], *, title: str = "分层漏斗 pipe
     label_w, bar_w, row_h, top = 230, 360, 34, 52
     centre = label_w + bar_w / 2
     width, height = label_w + bar_w + 170, top + row_h * max(len(steps), 1) + 12
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart funnel-chart" role="img" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="{escape(FONT)}">',
-        f"<title>{escape(title)}</title>",
-        _text(0, 18, title, size=15, weight="bold"),
-        f'<rect x="0" y="28" width="12" height="12" fill="{REACHED_COLOUR}"/>',
-        _text(18, 39, "已达此层或更高 reached this stage or beyond", size=12),
-        f'<rect x="330" y="28" width="12" height="12" fill="{AT_STAGE_COLOUR}"/>',
-        _text(348, 39, "目前在此层 on this stage now", size=12),
-    ]
+    parts = _open("funnel-chart", width, height, title, [
+        (0, REACHED_COLOUR, "已达此层或更高 reached this stage or beyond"),
+        (330, AT_STAGE_COLOUR, "目前在此层 on this stage now")])
     for i, s in enumerate(steps):
         y = top + i * row_h
         reached_w = bar_w * s.reached / widest
