@@ -39,6 +39,14 @@ def auth(role: str, subject: str, key: str | None = None) -> dict[str, str]:
     return headers
 
 
+async def sign_in(client, role: Role, subject: str):
+    """Sign in to the pages as `subject` in `role` (a fresh cookie jar); the response is the redirect."""
+    client.cookies.clear()
+    response = await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})
+    assert response.status_code == 303, response.text
+    return response
+
+
 def tianjin_uscc(n: int) -> str:
     """A valid Tianjin (division 120116, 滨海新区) 统一社会信用代码, distinct per n."""
     first17 = f"91120116MA{n:07d}"

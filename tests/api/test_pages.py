@@ -7,13 +7,8 @@ from __future__ import annotations
 import httpx
 
 from registry.access.tokens import Role
-from support import TOKENS, auth
-from warrant_fixtures import enterprise, investor, ok, op, register_series, travel
-
-
-async def sign_in(client: httpx.AsyncClient, role: Role, subject: str) -> httpx.Response:
-    client.cookies.clear()
-    return await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})
+from support import auth, sign_in
+from warrant_fixtures import enterprise, investor, ok, op, register_series
 
 
 async def test_signing_in_sets_a_cookie_for_pages_only_and_a_bad_token_is_refused(client: httpx.AsyncClient) -> None:

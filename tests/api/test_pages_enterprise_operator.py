@@ -9,17 +9,12 @@ from decimal import Decimal
 
 import httpx
 
-from listing_fixtures import INCUBATION, READY_FOR_RESERVE, enterprise as listed_enterprise, file_facts, move, \
+from listing_fixtures import INCUBATION, READY_FOR_RESERVE, enterprise as listed_enterprise, file_facts, \
     move_through
 from registry.access.tokens import Role
 from registry.web import charts
-from support import TOKENS, tianjin_uscc
+from support import sign_in, tianjin_uscc
 from warrant_fixtures import TARGET, TODAY, enterprise, investor, ok, op, register_series
-
-
-async def sign_in(client: httpx.AsyncClient, role: Role, subject: str) -> None:
-    client.cookies.clear()
-    assert (await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})).status_code == 303
 
 
 def table(page: str, table_id: str) -> str:

@@ -10,13 +10,8 @@ import pytest
 
 from registry.access.tokens import Role
 from registry.calendar.seed import load_seed
-from support import TOKENS
+from support import sign_in
 from warrant_fixtures import TODAY, enterprise, investor, ok, op, register_series, travel
-
-
-async def sign_in(client: httpx.AsyncClient, role: Role, subject: str) -> None:
-    client.cookies.clear()
-    assert (await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})).status_code == 303
 
 
 def action(page: str, key: str) -> str:
