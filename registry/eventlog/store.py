@@ -245,13 +245,3 @@ async def _verify_rows(conn: asyncpg.Connection, verifier: ChainVerifier, start:
 async def _window(conn: asyncpg.Connection, start: int, size: int) -> LogWindow:
     return LogWindow.of(await conn.fetch(_WINDOW_SQL, start, start + size))
 
-
-async def copy_window(conn: asyncpg.Connection, start: int, size: int) -> bytes:
-    """The window as PostgreSQL's binary COPY output, in the columns `fastchain.verify_copy` reads."""
-    parts: list[bytes] = []
-
-    async def keep(chunk: bytes) -> None:
-        parts.append(chunk)
-
-    await conn.copy_from_query(_COPY_SQL, start, start + size, output=keep, format="binary")
-    return b"".join(parts)
