@@ -16,12 +16,14 @@ def grow(frontier: Frontier, leaf_hashes: bytes, pauses: Collection[int] = ()) -
     """Append leaf hashes (32 bytes each, concatenated) to `frontier` in place, exactly as `append`
     would one at a time; yields it whenever its size reaches one of `pauses` (to take a root there).
     Many leaves at once are hashed in C when the compiled fast path was built."""
+    count = len(leaf_hashes) // HASH_SIZE
+    end = frontier.size + count
+    stops = sorted(p for p in pauses if frontier.size < p <= end)
     at = 0
-    while at + HASH_SIZE <= len(leaf_hashes):
-        take = (len(leaf_hashes) - at) // HASH_SIZE
-        later = [p for p in pauses if p > frontier.size]
-        if later:
-            take = min(take, min(later) - frontier.size)
+    for stop in [*stops, end]:
+        take = stop - frontier.size
+        if take <= 0:
+            continue
         part = leaf_hashes[at:at + take * HASH_SIZE]
         if fastchain is not None:
             frontier.size, frontier.peaks = fastchain.frontier_extend(frontier.size, frontier.peaks, part)

@@ -29,7 +29,7 @@ from registry.audit import merkle
 from registry.audit.checkpoint import Checkpoint, CheckpointInvalid, NoteVerifier, verify_checkpoint
 from registry.audit.frontier import grow
 from registry.eventlog import canonical
-from registry.eventlog.verify import ChainVerifier, LogRow, fastchain
+from registry.eventlog.verify import ChainVerifier, LogRow, compiled, fastchain
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -130,10 +130,7 @@ def verify_export(log_file: str | os.PathLike[str] | Iterable[bytes], checkpoint
     largest = checkpoints[-1]
 
     walk = _Walk(largest.size, by_size)
-    use_fast = (fastchain is not None if fast is None else fast) and isinstance(log_file, (str, os.PathLike))
-    if fast and fastchain is None:
-        raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
-    if use_fast:
+    if compiled(fast) and isinstance(log_file, (str, os.PathLike)):
         _walk_file_fast(log_file, walk, progress, threads or min(os.cpu_count() or 1, 8))  # type: ignore[arg-type]
     else:
         for raw in _lines(log_file):

@@ -25,7 +25,7 @@ from registry.audit.frontier import grow
 from registry.errors import InternalError, NotFound, RuleViolation
 from registry.eventlog.model import GENESIS_HASH
 from registry.eventlog.store import copy_check, iter_rows
-from registry.eventlog.verify import ChainVerifier, Finding, fastchain
+from registry.eventlog.verify import ChainVerifier, Finding, compiled
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ async def integrity(conn: asyncpg.Connection, start: int = 0, end: int | None = 
             problem = _checkpoint_problem(c, signer)
             if problem is not None:
                 checker.fail(None, problem)
-        if fastchain is not None if fast is None else fast:
+        if compiled(fast):
             position = start
             while position < end and checker.chain is not None and not checker.stopped:
                 stop = min(end, position + INTEGRITY_WINDOW)
@@ -374,18 +374,17 @@ class _RangeChecker:
         if stored_leaf is not None and stored_leaf != leaf:
             self.fail(row.position, "the event's bytes differ from the leaf the Merkle tree recorded for it "
                                     "(rewritten after it was appended)")
-        if self.frontier is not None:
-            self.frontier.append(leaf)
-            expected = self._expected_roots.get(self.frontier.size)
-            if expected is not None and expected != self.frontier.root():
-                self.fail(None, f"the Merkle root of the first {self.frontier.size} events differs from the "
-                                f"signed checkpoint of that size")
+        self._take(leaf)
 
     def accept(self, count: int, last_hash: bytes, leaves: bytes) -> None:
         """`count` events checked by the compiled path, with their leaf hashes (as `feed` would have)."""
         assert self.chain is not None
         self.chain.accept(count, last_hash)
         self.checked += count
+        self._take(leaves)
+
+    def _take(self, leaves: bytes) -> None:
+        """Leaf hashes into the frontier, the root checked at every signed checkpoint size reached."""
         if self.frontier is None:
             return
         for grown in grow(self.frontier, leaves, self._expected_roots):

@@ -13,7 +13,7 @@ import msgspec
 from registry.clock import SHANGHAI
 from registry.eventlog import canonical
 from registry.eventlog.model import StoredEvent
-from registry.eventlog.verify import ChainVerifier, Finding, LogRow, LogWindow, fastchain
+from registry.eventlog.verify import ChainVerifier, Finding, LogRow, LogWindow, compiled, fastchain
 
 _COLUMNS = ("position, stream_id, stream_version, event_type, schema_version, actor, recorded_at, "
             "effective_date, canonical, hash, prev_hash")
@@ -124,10 +124,7 @@ async def verify_log(conn: asyncpg.Connection, progress: Callable[[int], None] |
     not pass whole, and whatever follows the last full window, are fed row by row, so the first bad
     position and its problem are always those of the row-by-row verifier.
     """
-    if fast is None:
-        fast = fastchain is not None
-    elif fast and fastchain is None:
-        raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
+    fast = compiled(fast)
     size = await conn.fetchval("SELECT count(*) FROM event")
     verifier = ChainVerifier()
     finding: Finding | None = None

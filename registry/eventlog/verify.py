@@ -25,6 +25,14 @@ except ImportError:  # installed without a C compiler: the Python verifier does 
     fastchain = None  # type: ignore[assignment]
 
 
+def compiled(fast: bool | None) -> bool:
+    """Whether a verification uses the compiled fast path: by default when it was built; asking for
+    it when it was not built is an error, not a silent fallback."""
+    if fast and fastchain is None:
+        raise RuntimeError("the compiled verifier (registry.eventlog._fastchain) was not built")
+    return fastchain is not None if fast is None else fast
+
+
 class LogRow(msgspec.Struct, kw_only=True, frozen=True):
     """One stored event as the verifier sees it: the indexed columns beside the canonical bytes."""
 
