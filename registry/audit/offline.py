@@ -188,10 +188,8 @@ class _Walk:
             found = self.chain.feed(row)
             if found is not None:
                 self.chain_finding = (found.position, found.problem)
-        if self.leaves_ok and self.frontier.size < self.largest:
-            self.frontier.append(merkle.leaf_hash(row.canonical))
-            if self.frontier.size in self.by_size:
-                self.roots[self.frontier.size] = self.frontier.root()
+        if self.leaves_ok:
+            self._take(merkle.leaf_hash(row.canonical))
 
     def fast_ready(self) -> bool:
         """Nothing found so far, so the compiled path may continue the walk."""
@@ -205,6 +203,11 @@ class _Walk:
         """`count` lines verified by the compiled path, with their leaf hashes when asked for."""
         self.chain.accept(count, last_hash)
         self.events += count
+        self._take(leaves)
+
+    def _take(self, leaves: bytes) -> None:
+        """Leaf hashes into the frontier, up to the largest checkpoint's size, with the root taken at
+        every checkpoint size reached."""
         wanted = max(0, self.largest - self.frontier.size) * merkle.HASH_SIZE
         for grown in grow(self.frontier, leaves[:wanted], self.by_size):
             self.roots[grown.size] = grown.root()
