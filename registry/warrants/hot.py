@@ -12,6 +12,7 @@ qualification or the calendar makes the writer forget that entry.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -165,11 +166,23 @@ async def account(ctx: WriteContext, account_id: str, as_of: dt.date) -> Account
     if known is None or any(ctx.memo.get((QUALIFICATIONS, i)) is None for i in known.holders | {known.investor_id}):
         await ctx.read_projections()
         await _load_accounts(ctx.conn, ctx.memo, {account_id})
-        known = ctx.memo.get((ACCOUNT, account_id))
-        if known is None:
-            raise AccountNotFound(f"no account {account_id}", account_id=account_id)
-    qualified = all(is_qualified(ctx.memo.get((QUALIFICATIONS, i)), as_of)
-                    for i in sorted(known.holders | {known.investor_id}))
+    return _facts(ctx.memo, account_id, as_of)
+
+
+async def account_facts(conn: asyncpg.Connection, account_ids: Iterable[str], as_of: dt.date) -> dict[str, AccountFacts]:
+    """Accounts' facts on `as_of` read outside the writer (the pages): the same two queries and rules,
+    through a memory of their own."""
+    memo = Memo()
+    wanted = list(dict.fromkeys(account_ids))
+    await _load_accounts(conn, memo, set(wanted))
+    return {a: _facts(memo, a, as_of) for a in wanted}
+
+
+def _facts(memo: Memo, account_id: str, as_of: dt.date) -> AccountFacts:
+    known: _Account | None = memo.get((ACCOUNT, account_id))
+    if known is None:
+        raise AccountNotFound(f"no account {account_id}", account_id=account_id)
+    qualified = all(is_qualified(memo.get((QUALIFICATIONS, i)), as_of) for i in sorted(known.holders | {known.investor_id}))
     return AccountFacts(account_id=account_id, investor_id=known.investor_id, status=known.status,
                         holders=known.holders, qualified=qualified)
 

@@ -16,11 +16,10 @@ from registry.errors import Conflict, Forbidden, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
-from registry.parties.domain import AccountNotFound, EnterpriseNotFound
-from registry.parties.service import enterprise_stream, investor_is_qualified
+from registry.parties.domain import EnterpriseNotFound
+from registry.parties.service import enterprise_stream
 from registry.warrants import domain, hot, projection  # noqa: F401 - projection registers the projectors
 from registry.warrants.domain import (
-    AccountFacts,
     Balance,
     HolderCapBasis,
     IntervalFacts,
@@ -53,24 +52,6 @@ async def series_facts(conn: asyncpg.Connection, code: str) -> SeriesFacts:
         units_outstanding=row["units_outstanding"], units_exercised=row["units_exercised"],
         units_cancelled=row["units_cancelled"], units_expired=row["units_expired"], frozen_units=row["frozen_units"],
     )
-
-
-async def account_facts(conn: asyncpg.Connection, account_id: str, as_of: dt.date) -> AccountFacts:
-    row = await conn.fetchrow(
-        "SELECT a.account_id, a.investor_id, a.kind, a.status, coalesce(array_agg(b.investor_id) "
-        "FILTER (WHERE b.investor_id IS NOT NULL), '{}') AS owners FROM account a "
-        "LEFT JOIN account_beneficial_owner b USING (account_id) WHERE a.account_id = $1 GROUP BY a.account_id",
-        account_id)
-    if row is None:
-        raise AccountNotFound(f"no account {account_id}", account_id=account_id)
-    holders = frozenset(row["owners"]) if row["kind"] == "nominee" else frozenset([row["investor_id"]])
-    qualified = True
-    for investor in sorted(holders | {row["investor_id"]}):
-        if not await investor_is_qualified(conn, investor, as_of):
-            qualified = False
-            break
-    return AccountFacts(account_id=row["account_id"], investor_id=row["investor_id"], status=row["status"],
-                        holders=holders, qualified=qualified)
 
 
 async def holding_balance(conn: asyncpg.Connection, code: str, account_id: str) -> Balance:

@@ -18,7 +18,7 @@ import msgspec
 from registry.calendar.domain import CalendarError, TradingCalendar
 from registry.calendar.service import load_calendar
 from registry.errors import RegistryError
-from registry.warrants import domain
+from registry.warrants import domain, hot
 from registry.warrants import service as warrants
 from registry.warrants.domain import (
     AccountFacts,
@@ -141,8 +141,7 @@ async def options_for(conn: asyncpg.Connection, holdings: Iterable[tuple[str, st
     if not keys:
         return {}
     series = {code: await warrants.series_facts(conn, code) for code in dict.fromkeys(c for c, _ in keys)}
-    accounts: dict[str, AccountFacts] = {
-        a: await warrants.account_facts(conn, a, today) for a in dict.fromkeys(a for _, a in keys)}
+    accounts: dict[str, AccountFacts] = await hot.account_facts(conn, (a for _, a in keys), today)
     calendar = await load_calendar(conn)
     rows = await conn.fetch("SELECT series_code, investor_id, last_buy, last_sell FROM trade_interval "
                             "WHERE series_code = ANY($1::text[]) AND investor_id = ANY($2::text[])",
