@@ -55,13 +55,11 @@ async def series_facts(conn: asyncpg.Connection, code: str) -> SeriesFacts:
 
 
 async def holding_balance(conn: asyncpg.Connection, code: str, account_id: str) -> Balance:
-    row = await conn.fetchrow("SELECT available, pledged, frozen FROM holding WHERE series_code = $1 "
-                              "AND account_id = $2", code, account_id)
-    return Balance() if row is None else Balance(**dict(row))
+    return (await holding_balances(conn, [(code, account_id)]))[(code, account_id)]
 
 
 async def holding_balances(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Balance]:
-    """`holding_balance` for many (series, account) holdings in one query; absent ones are zero."""
+    """The balances of (series, account) holdings, in one query; a holding never opened is zero."""
     rows = await conn.fetch(
         "SELECT h.series_code, h.account_id, h.available, h.pledged, h.frozen FROM holding h "
         "JOIN unnest($1::text[], $2::text[]) AS k(series_code, account_id) USING (series_code, account_id)",
