@@ -40,8 +40,13 @@ class CalendarEditError(CalendarError):
     """Past trading days are never rewritten (历史交易日不可追改).
 
     An edit may not change whether any day on or before `today` is a trading day, nor make a
-    past day known after the fact: decisions already taken (holding intervals, deadlines)
-    were computed against the calendar as it stood.
+    past day before the known span known after the fact: decisions already taken (holding
+    intervals, deadlines) were computed against the calendar as it stood.
+
+    One exception: a calendar that lapsed (its last known day passed before the next year was
+    published) may be caught up by extending it over the past days that follow its last known
+    day. No decision rests on those days — every question that reached past the known span was
+    refused — and without the catch-up the market could never answer a trading-day question again.
     """
 
     code = "calendar.past_day_rewrite"
@@ -259,8 +264,10 @@ class TradingCalendar:
 
         The edit's span must touch or overlap the known span (no unknown gap may open inside
         the calendar). Refused with `CalendarEditError` if any day on or before `today` would
-        change status, including a past day going from unknown to known. When folding stored
-        edit events, pass the date on which each edit was accepted as `today`.
+        change status, including a past day before the known span going from unknown to known;
+        past days after the last known day may become known (catching up a lapsed calendar, see
+        `CalendarEditError`). When folding stored edit events, pass the date on which each edit
+        was accepted as `today`.
         """
         problems = list(edit_problems(edit))
         if not problems and (
@@ -278,7 +285,10 @@ class TradingCalendar:
         rewritten = []
         day = edit.first_day
         while day <= min(edit.last_day, today):
-            if not self.knows(day) or self.is_trading_day(day) != (day.toordinal() in edited):
+            if self.knows(day):
+                if self.is_trading_day(day) != (day.toordinal() in edited):
+                    rewritten.append(day)
+            elif day < self._first_day:
                 rewritten.append(day)
             day += timedelta(days=1)
         if rewritten:

@@ -360,7 +360,7 @@ def test_an_edit_restating_past_days_unchanged_is_accepted() -> None:
     assert not edited.is_trading_day(D(2030, 2, 4))
 
 
-def test_an_edit_that_makes_a_past_unknown_day_known_is_refused() -> None:
+def test_an_edit_that_makes_a_past_day_before_the_calendar_known_is_refused() -> None:
     calendar = small_calendar()
     earlier = CalendarEdit(
         first_day=D(2029, 12, 1),
@@ -370,6 +370,25 @@ def test_an_edit_that_makes_a_past_unknown_day_known_is_refused() -> None:
     )
     with pytest.raises(CalendarEditError):
         calendar.with_edit(earlier, today=D(2030, 1, 10))
+
+
+def test_a_lapsed_calendar_catches_up_over_past_days_after_its_last_known_day() -> None:
+    calendar = small_calendar()
+    late = CalendarEdit(
+        first_day=D(2030, 2, 1),
+        last_day=D(2030, 12, 31),
+        trading_days=weekdays_except(D(2030, 2, 1), D(2030, 12, 31), [D(2030, 5, 1)]),
+        reason="the notice for the rest of 2030, published late",
+    )
+    caught_up = calendar.with_edit(late, today=D(2030, 6, 10))
+    assert caught_up.last_day == D(2030, 12, 31)
+    assert not caught_up.is_trading_day(D(2030, 5, 1)) and caught_up.is_trading_day(D(2030, 5, 2))
+    assert caught_up.add_trading_days(D(2030, 1, 31), 1) == D(2030, 2, 1)
+    # once known, those past days are as fixed as any other
+    reopened = CalendarEdit(first_day=D(2030, 5, 1), last_day=D(2030, 5, 31),
+                            trading_days=weekdays_except(D(2030, 5, 1), D(2030, 5, 31)), reason="rewrite")
+    with pytest.raises(CalendarEditError):
+        caught_up.with_edit(reopened, today=D(2030, 6, 10))
 
 
 def test_an_edit_that_leaves_a_gap_after_the_known_span_is_refused(xshg: TradingCalendar) -> None:
