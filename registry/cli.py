@@ -208,6 +208,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     from registry.audit.checkpoint import CheckpointSigner
     from registry.audit.checkpoint import load_or_create_key as load_checkpoint_key
     from registry.audit.store import sign_current
+    from registry.clock import market_clock
 
     settings = _settings(args)
     signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
@@ -220,7 +221,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         with _database(settings, migrate=False) as dsns:
             conn = await asyncpg.connect(dsns.app)
             try:
-                stored = await sign_current(conn, signer, signed_by="cli")
+                stored = await sign_current(conn, signer, signed_by="cli", now=market_clock(settings.clock)())
             finally:
                 await conn.close()
         note = stored.note

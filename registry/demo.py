@@ -15,8 +15,9 @@ import msgspec
 
 from registry.approvals import domain as approvals
 from registry.approvals import service as approval_service
-from registry.calendar.domain import CalendarEdit, weekdays_except
-from registry.calendar.service import ensure_seeded
+from registry.calendar.domain import CalendarEdit, TradingCalendar, weekdays_except
+from registry.calendar.service import ensure_seeded, publish_weekdays_through
+from registry.clock import business_date, market_moment
 from registry.db.database import Database
 from registry.eventlog.model import EventMeta
 from registry.eventlog.writer import CommandResult, Handler, Idempotency
@@ -56,6 +57,20 @@ INVESTORS = [
 ]
 
 
+def _holiday_notice(year: int) -> CalendarEdit:
+    """The year's trading days as a holiday notice would publish them: 2027's as announced, other
+    years with the fixed-date holidays only (demo data, for an operator to review)."""
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    if year == 2027:
+        closed = [dt.date(2027, 1, 1), *(dt.date(2027, 2, d) for d in range(8, 13)), dt.date(2027, 4, 5),
+                  *(dt.date(2027, 5, d) for d in range(3, 6)), dt.date(2027, 6, 9), dt.date(2027, 9, 15),
+                  dt.date(2027, 10, 1), *(dt.date(2027, 10, d) for d in range(4, 8))]
+    else:
+        closed = [first, *(dt.date(year, 5, d) for d in range(1, 6)), *(dt.date(year, 10, d) for d in range(1, 8))]
+    return CalendarEdit(first_day=first, last_day=last, trading_days=weekdays_except(first, last, closed),
+                        reason=f"{year}年休市安排（演示数据，待复核）")
+
+
 class _Loader:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -77,9 +92,9 @@ class _Loader:
         return result
 
 
-async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> list[str]:
+async def _load_warrants(loader: _Loader, calendar: TradingCalendar, today: dt.date,
+                         accounts: list[str]) -> list[str]:
     """A bank-loan warrant series issued ten trading days ago: pledged, transferred, partly exercised."""
-    from registry.calendar.service import publish_weekdays_through
     from registry.warrants import service as warrant_service
     from registry.warrants.domain import BalanceChange, Exercise, Transfer, TransferMode
 
@@ -89,16 +104,9 @@ async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> 
         warrant_service.ShareHolding(holder_id="angel-1", holder_name="滨海天使投资合伙企业", amount=Decimal("20000000"))])
     await loader.run("RegisterShares", {"uscc": target, **msgspec.to_builtins(shares)},
                      warrant_service.register_shares(target, shares))
-    today = dt.date.today()
-    # On a date the known calendar does not reach, the demo publishes weekdays (a real market
-    # publishes the holiday notice); otherwise next year's request above stays in the queue.
-    calendar = await publish_weekdays_through(
-        db, today + dt.timedelta(days=30), reason="演示数据",
-        requester=EventMeta(actor="op-zhang", role="operator", command="RequestApproval"),
-        approver=EventMeta(actor="op-li", role="operator", command="ApproveRequest"))
     issued_on = calendar.add_trading_days(today, -10)
-    terms = {"target_uscc": target, "name": "滨海生物2026年认股权（天津银行科创贷配套）", "underlying": "shares",
-             "entitlement_per_unit": "1", "exercise_price_per_unit": "6.80", "valid_from": issued_on.isoformat(),
+    terms = {"target_uscc": target, "name": f"滨海生物{issued_on.year}年认股权（天津银行科创贷配套）",
+             "underlying": "shares", "entitlement_per_unit": "1", "exercise_price_per_unit": "6.80", "valid_from": issued_on.isoformat(),
              "valid_until": (issued_on + dt.timedelta(days=3 * 365)).isoformat(),
              "exercise_method": "capital_increase", "transfer_modes": ["private_agreement", "disclosed_agreement"],
              "anti_dilution": "broad_based_weighted_average", "max_holders": 200,
@@ -106,17 +114,13 @@ async def _load_warrants(loader: _Loader, db: Database, accounts: list[str]) -> 
                            {"name": "贷款合同", "sha256": _digest("贷款合同")}],
              "allocations": [{"account_id": accounts[0], "units": 800_000}, {"account_id": accounts[1], "units": 200_000}]}
     request = approvals.RequestApproval(action="warrant.register", payload=terms, reason="银行认股权贷款配套发行")
-    moment = dt.datetime.combine(issued_on, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
-    db.writer.clock = lambda: moment.astimezone(dt.timezone.utc)  # the series was issued ten trading days ago
-    try:
+    with loader.db.writer.clock_at(market_moment(issued_on)):  # the series was issued ten trading days ago
         approval = (await loader.run("RequestApproval", request, approval_service.request_approval(request),
                                      actor="op-zhang")).response["approval_id"]
         decide = approvals.Decide(reason="材料齐备")
         code = (await loader.run("ApproveRequest", {"approval_id": approval}, approval_service.approve(
             approval, decide), actor="op-li")).response["outcome"]["code"]
-    finally:
-        db.writer.clock = lambda: dt.datetime.now(dt.timezone.utc)
-    pledge = BalanceChange(units=300_000, document_ref="质押合同(2026)津银质字第18号", reason="科创贷质押")
+    pledge = BalanceChange(units=300_000, document_ref=f"质押合同({issued_on.year})津银质字第18号", reason="科创贷质押")
     await loader.run("PledgeUnits", {"code": code, **msgspec.to_builtins(pledge)},
                      warrant_service.move_balance(code, "pledge", accounts[0], pledge))
     transfer = Transfer(from_account=accounts[1], to_account=accounts[2], units=50_000,
@@ -142,6 +146,7 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
             # Loaded on an earlier day: its dated commands would differ today, so nothing is sent again.
             return "demo market: already loaded, nothing changed"
         loader = _Loader(db)
+        today = business_date(db.writer.clock())  # the market's clock: the demo stands on any date
         steps = tqdm(total=len(ENTERPRISES) + len(INVESTORS) + 4, desc="demo market", unit="step",
                      disable=not progress)
         for division, body, name, form, capital, industry, level in ENTERPRISES:
@@ -168,7 +173,8 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
                         net_assets_fen=50_000_000_000),
                 }.get(category)
                 grant = parties.GrantQualification(category=category, evidence_digest=_digest(f"资产证明:{name}"),
-                                                   valid_from=dt.date(2026, 1, 1), valid_until=dt.date(2027, 12, 31),
+                                                   valid_from=dt.date(today.year - 1, 1, 1),
+                                                   valid_until=dt.date(today.year + 1, 12, 31),
                                                    figures=figures)
                 await loader.run("GrantQualification", grant, party_service.grant_qualification(
                     investor_id, grant, settings.qualification_thresholds))
@@ -184,24 +190,25 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
                          party_service.open_account(investors[5], nominee))
         steps.update()
 
-        freeze = parties.FreezeAccount(basis=parties.FreezeBasis.court_order, document_ref="(2026)津0116执保88号",
+        freeze = parties.FreezeAccount(basis=parties.FreezeBasis.court_order, document_ref=f"({today.year})津0116执保88号",
                                        reason="财产保全")
         await loader.run("FreezeAccount", {"account_id": accounts[3], **msgspec.to_builtins(freeze)},
                          party_service.freeze_account(accounts[3], freeze))
         steps.update()
 
-        days = weekdays_except(dt.date(2027, 1, 1), dt.date(2027, 12, 31), [
-            dt.date(2027, 1, 1), *(dt.date(2027, 2, d) for d in range(8, 13)), dt.date(2027, 4, 5),
-            *(dt.date(2027, 5, d) for d in range(3, 6)), dt.date(2027, 6, 9), dt.date(2027, 9, 15),
-            dt.date(2027, 10, 1), *(dt.date(2027, 10, d) for d in range(4, 8))])
-        edit = CalendarEdit(first_day=dt.date(2027, 1, 1), last_day=dt.date(2027, 12, 31), trading_days=days,
-                            reason="2027年休市安排（演示数据，待复核）")
+        # On a date the known calendar does not reach, the demo publishes weekdays (a real market
+        # publishes the holiday notice); the year after the last known day is left in the queue.
+        calendar = await publish_weekdays_through(
+            db, today + dt.timedelta(days=30), reason="演示数据",
+            requester=EventMeta(actor="op-zhang", role="operator", command="RequestApproval"),
+            approver=EventMeta(actor="op-li", role="operator", command="ApproveRequest"))
+        edit = _holiday_notice(calendar.last_day.year + 1)
         request = approvals.RequestApproval(action="calendar.publish", payload=msgspec.to_builtins(edit),
-                                            reason="发布2027年交易日历")
+                                            reason=f"发布{edit.first_day.year}年交易日历")
         await loader.run("RequestApproval", request, approval_service.request_approval(request), actor="op-zhang")
         steps.update()
 
-        series = await _load_warrants(loader, db, accounts)
+        series = await _load_warrants(loader, calendar, today, accounts)
         from registry.listing.service import load_listing_demo
 
         listing = await load_listing_demo(db, settings, usccs=[_uscc(d, b) for d, b, *_ in ENTERPRISES])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -38,6 +39,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     holding_interval_trading_days: int = 5
     holding_interval_t_plus_allowed: bool = True
     """Whether the opposite trade may happen on the 5th trading day itself (T+5) or only after."""
+    clock: dt.datetime | None = None
+    """The market's clock: unset, the system clock; an ISO 8601 moment (e.g. `2026-11-26T10:00+08:00`),
+    the clock starts there and runs on — a training or test market standing on a chosen business day."""
     expiry_sweep_seconds: float = 60.0
     valuation_stale_after_days: int = 90
     """Positions whose latest valuation is older than this are flagged stale."""
@@ -59,7 +63,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if name == "database_owner_url" and "DATABASE_OWNER_URL" in env:
                 key = "DATABASE_OWNER_URL"
             if key in env and env[key] != "":
-                values[name] = msgspec.json.decode(env[key]) if name == "qualification_thresholds" else env[key]
+                values[name] = _PARSERS.get(name, str)(env[key])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
 
@@ -74,6 +78,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         if packaged.is_dir():
             return packaged
         return Path(__file__).resolve().parent.parent / "migrations"
+
+
+_PARSERS = {"qualification_thresholds": msgspec.json.decode, "clock": dt.datetime.fromisoformat}
+"""Settings whose environment text is not read the plain way (JSON; ISO 8601 with or without seconds)."""
 
 
 def _decode_path(type_: type, obj: object) -> object:

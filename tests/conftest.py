@@ -17,7 +17,7 @@ from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres
 from registry.db.migrate import apply_migrations
 from registry.settings import Settings
-from support import TEST_KEY_PEM, pin_clock
+from support import TEST_KEY_PEM, TEST_MOMENT, pin_clock
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +31,9 @@ class Dsns:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
+    """The tests' market: its clock starts at TEST_MOMENT whatever the wall clock says."""
     return Settings(migrations_path=REPO / "migrations", data_dir=Path("/nonexistent"), token_key=TEST_KEY_PEM,
-                    checkpoint_key=TEST_KEY_PEM)
+                    checkpoint_key=TEST_KEY_PEM, clock=TEST_MOMENT)
 
 
 @pytest.fixture(scope="session")

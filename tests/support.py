@@ -6,15 +6,20 @@ import datetime as dt
 import os
 import socket
 
+from registry.clock import fixed_clock, market_moment
+
 TEST_TODAY = dt.date(2026, 11, 26)
-"""The business date API and integration tests run on, whatever the wall clock says: a Thursday
-inside the seeded trading calendar, with trading days after it to move forward into."""
+"""The business date the tests' market stands on, whatever the wall clock says: a Thursday inside
+the seeded trading calendar, with trading days after it to move forward into."""
+
+TEST_MOMENT = market_moment(TEST_TODAY)
+"""10:00 in Tianjin on TEST_TODAY: where the tests' market clock starts (`Settings.clock`, and
+`REGISTRY_CLOCK` for a server a test starts)."""
 
 
 def pin_clock(database, day: dt.date = TEST_TODAY) -> None:
-    """Make a Database's writer record commands at 10:00 (Asia/Shanghai) on `day`."""
-    moment = dt.datetime.combine(day, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
-    database.writer.clock = lambda: moment.astimezone(dt.timezone.utc)
+    """Make a Database's writer record every command at 10:00 (Asia/Shanghai) on `day`."""
+    database.writer.clock = fixed_clock(market_moment(day))
 
 
 # -- identities -----------------------------------------------------------------------------

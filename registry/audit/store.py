@@ -426,13 +426,13 @@ def _checkpoint(row: asyncpg.Record) -> StoredCheckpoint:
 
 
 async def sign_current(conn: asyncpg.Connection, signer: CheckpointSigner, *, signed_by: str,
-                       now: dt.datetime | None = None) -> StoredCheckpoint:
-    """Sign the current tree head and keep it (one checkpoint per size: a repeat returns the stored one)."""
+                       now: dt.datetime) -> StoredCheckpoint:
+    """Sign the current tree head and keep it (one checkpoint per size: a repeat returns the stored one).
+    `now` is the market's clock (the writer's), as for the events it covers."""
     head = await tree_head(conn)
     stored = await checkpoint_at(conn, head.size)
     if stored is not None:
         return stored
-    now = now or dt.datetime.now(dt.timezone.utc)
     await conn.execute(
         f"INSERT INTO checkpoint ({_CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
         "ON CONFLICT (tree_size) DO NOTHING",
@@ -455,7 +455,7 @@ async def sign_checkpoint_if_grown(db: Any, signer: CheckpointSigner, *,
         latest = await latest_checkpoint(conn)
         if size == 0 or (latest is not None and latest.tree_size >= size):
             return None
-        return await sign_current(conn, signer, signed_by="system", now=now)
+        return await sign_current(conn, signer, signed_by="system", now=now or db.writer.clock())
 
 
 async def sign_checkpoints_periodically(db: Any, signer: CheckpointSigner, every_seconds: float) -> None:

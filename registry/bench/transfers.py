@@ -36,6 +36,7 @@ from registry.audit import store as audit_store
 from registry.bench.cluster import migrated_cluster, percentile, say
 from registry.bench.eventlog import CHAIN, _prepare_scripts, _SETUP_SQL, PGBENCH_DATABASE, run_pgbench
 from registry.calendar.service import ensure_seeded, publish_weekdays_through
+from registry.clock import business_date, market_moment
 from registry.db.database import APP_ROLE, Database
 from registry.db.embedded import DATABASE, SUPERUSER
 from registry.eventlog.model import EventMeta, NewEvent
@@ -83,13 +84,11 @@ async def build_market(db: Database, holders: int, settings: Settings) -> dict[s
     """One target; `holders` qualified investors with accounts; series of 200 holders each, issued
     ten trading days ago so the 5-trading-day interval does not refuse the first sales."""
     await ensure_seeded(db.writer)
-    today = dt.date.today()
+    today = business_date(db.writer.clock())
     calendar = await publish_weekdays_through(db, today + dt.timedelta(days=30), requester=OP1,
                                               approver=OP2, reason="bench")
     issued_on = calendar.add_trading_days(today, -10)
-    moment = dt.datetime.combine(issued_on, dt.time(10), dt.timezone(dt.timedelta(hours=8)))
-    db.writer.clock = lambda: moment.astimezone(dt.timezone.utc)
-    try:
+    with db.writer.clock_at(market_moment(issued_on)):
         await db.writer.execute(party_service.register_enterprise(parties.RegisterEnterprise(
             uscc=TARGET, name="天津压测科技股份有限公司", legal_form=parties.LegalForm.joint_stock,
             registered_capital_fen=10**11, industry="软件"), province_prefix=settings.province_prefix), OP1)
@@ -127,8 +126,6 @@ async def build_market(db: Database, holders: int, settings: Settings) -> dict[s
         say(f"  {len(market)} warrant series of up to 200 holders each")
         market["_investors"] = list(investors.values())
         return market
-    finally:
-        db.writer.clock = lambda: dt.datetime.now(dt.timezone.utc)
 
 
 # -- a small keep-alive HTTP/1.1 client: cheap enough not to be what is measured --------------

@@ -15,16 +15,17 @@ guarantee in case anything bypasses this code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from registry.clock import business_date
+from registry.clock import Clock, business_date, fixed_clock, market_clock
 from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
 from registry.eventlog import canonical, projection
 from registry.eventlog.memo import Memo, prefetch
@@ -184,8 +185,8 @@ class Writer:
         self._pool = pool
         self.settings = settings
         """The market's settings, for rules that read them (handlers see them as ctx.settings)."""
-        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
-        """When commands happen; the one seam through which tests move the business date."""
+        self.clock: Clock = market_clock(getattr(settings, "clock", None))
+        """When commands happen: the market's one clock (`REGISTRY_CLOCK`, else the system's)."""
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -204,6 +205,17 @@ class Writer:
         self.commands = 0
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def clock_at(self, moment: dt.datetime) -> Iterator[None]:
+        """Commands inside the block happen at `moment` (loading back-dated history: the demo, the
+        benches); the market's clock is put back after."""
+        previous = self.clock
+        self.clock = fixed_clock(moment)
+        try:
+            yield
+        finally:
+            self.clock = previous
 
     def start(self) -> None:
         if self._task is None:

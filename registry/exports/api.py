@@ -40,7 +40,8 @@ class EnterpriseExportController(Controller):
         ensure_own(identity_of(request), Role.enterprise, uscc)
         async with state.db.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             position = await position_at(conn, as_of, at_position)
-            return OcfPackage(at_position=position, files=await ocf.load_package(conn, uscc, position))
+            return OcfPackage(at_position=position, files=await ocf.load_package(conn, uscc, position,
+                                                                                  now=state.db.writer.clock()))
 
 
 class RegistrationRecordController(Controller):

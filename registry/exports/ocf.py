@@ -424,7 +424,7 @@ def build_package(issuer: Issuer, series: dict[str, list[StoredEvent]], holders:
 
 
 async def load_package(conn: asyncpg.Connection, uscc: str, position: int,
-                       now: dt.datetime | None = None) -> dict[str, dict[str, Any]]:
+                       now: dt.datetime) -> dict[str, dict[str, Any]]:
     """The enterprise's package as of log `position`: its series' events, holders and share register total."""
     enterprise = await get_enterprise(conn, uscc)
     issuer = Issuer(uscc=enterprise.uscc, name=enterprise.name, legal_form=enterprise.legal_form,
@@ -439,4 +439,4 @@ async def load_package(conn: asyncpg.Connection, uscc: str, position: int,
                for r in await conn.fetch("SELECT investor_id, kind, name FROM investor WHERE investor_id = ANY($1)",
                                          ids)}
     shares_issued = (await warrants.cap_table(conn, uscc, position)).total_amount
-    return build_package(issuer, series, holders, shares_issued, now or dt.datetime.now(dt.timezone.utc))
+    return build_package(issuer, series, holders, shares_issued, now)

@@ -19,6 +19,7 @@ import msgspec
 
 from registry.approvals import domain as approvals_domain
 from registry.approvals.service import approvable, approve, request_approval
+from registry.clock import business_date
 from registry.errors import RegistryError
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import Handler, Idempotency, WriteContext
@@ -703,26 +704,30 @@ def _demo_digest(text: str) -> str:
     return hashlib.sha256(f"演示材料:{text}".encode()).hexdigest()
 
 
-_CLEAN = [("penalties", 0, "2025-12-31"), ("governance_rules_adopted", True, "2025-12-31"),
-          ("audit_opinion", "standard_unqualified", "FY2025")]
-_DEMO_FACTS: list[list[tuple[str, int | bool | str, str]]] = [
-    # 海河智芯: a 小巨人 with patents — admitted to 孵化层, then promoted to 规范层 (a board change: new code).
-    [("invention_patents", 5, "2025-12-31"), ("specialised_level", "little_giant", "2025-12-31"),
-     ("rd_spend", 1_200_000_000, "FY2025"), *_CLEAN],
-    # 滨海生物医药: straight into 规范层, then 培育层 and the listing reserve; its NEEQ financials fall short.
-    [("specialised_level", "provincial", "2025-12-31"), ("joint_stock_converted", True, "2025-12-31"),
-     ("sponsor_broker_engaged", True, "2025-12-31"), ("operating_years", 8, "2025-12-31"), *_CLEAN,
-     ("revenue", 2_800_000_000, "FY2024"), ("revenue", 3_300_000_000, "FY2025"),
-     ("net_profit", 300_000_000, "FY2024"), ("net_profit", 450_000_000, "FY2025"),
-     ("share_capital", 3_000_000_000, "2025-12-31"), ("net_assets", 6_500_000_000, "FY2025")],
-    # 南开数智: an 创新型中小企业 in 孵化层.
-    [("specialised_level", "innovative_sme", "2025-12-31"), ("invention_patents", 1, "2025-12-31"),
-     ("penalties", 0, "2025-12-31")],
-    # 津沽新能源: applied; its move to 孵化层 awaits a second operator.
-    [("specialised_level", "provincial", "2025-12-31"), ("penalties", 0, "2025-12-31")],
-    # 西青精密: no technology attribute on file — admitted to 孵化层 by override, with the reason on record.
-    [("penalties", 0, "2025-12-31"), ("rd_spend", 0, "FY2025")],
-]
+def _demo_facts(y: int) -> list[list[tuple[str, int | bool | str, str]]]:
+    """The demo enterprises' filings, for fiscal years `y - 1` and `y` (the last full year)."""
+    clean = [("penalties", 0, f"{y}-12-31"), ("governance_rules_adopted", True, f"{y}-12-31"),
+             ("audit_opinion", "standard_unqualified", f"FY{y}")]
+    return [
+        # 海河智芯: a 小巨人 with patents — admitted to 孵化层, then promoted to 规范层 (a board change: new code).
+        [("invention_patents", 5, f"{y}-12-31"), ("specialised_level", "little_giant", f"{y}-12-31"),
+         ("rd_spend", 1_200_000_000, f"FY{y}"), *clean],
+        # 滨海生物医药: straight into 规范层, then 培育层 and the listing reserve; its NEEQ financials fall short.
+        [("specialised_level", "provincial", f"{y}-12-31"), ("joint_stock_converted", True, f"{y}-12-31"),
+         ("sponsor_broker_engaged", True, f"{y}-12-31"), ("operating_years", 8, f"{y}-12-31"), *clean,
+         ("revenue", 2_800_000_000, f"FY{y - 1}"), ("revenue", 3_300_000_000, f"FY{y}"),
+         ("net_profit", 300_000_000, f"FY{y - 1}"), ("net_profit", 450_000_000, f"FY{y}"),
+         ("share_capital", 3_000_000_000, f"{y}-12-31"), ("net_assets", 6_500_000_000, f"FY{y}")],
+        # 南开数智: an 创新型中小企业 in 孵化层.
+        [("specialised_level", "innovative_sme", f"{y}-12-31"), ("invention_patents", 1, f"{y}-12-31"),
+         ("penalties", 0, f"{y}-12-31")],
+        # 津沽新能源: applied; its move to 孵化层 awaits a second operator.
+        [("specialised_level", "provincial", f"{y}-12-31"), ("penalties", 0, f"{y}-12-31")],
+        # 西青精密: no technology attribute on file — admitted to 孵化层 by override, with the reason on record.
+        [("penalties", 0, f"{y}-12-31"), ("rd_spend", 0, f"FY{y}")],
+    ]
+
+
 _OVERRIDE = "经专板评审委员会认定具有科技属性(演示)"
 _DEMO_MOVES: list[list[tuple[Stage, str | None]]] = [
     [(Stage.applied, None), (Stage.incubation, None), (Stage.standardisation, None)],
@@ -755,7 +760,7 @@ async def load_listing_demo(db: Any, settings: Any, *, usccs: Sequence[str] | No
         async with db.connection() as conn:
             usccs = [r["stream_id"].removeprefix("enterprise-") for r in await conn.fetch(
                 "SELECT stream_id FROM event WHERE event_type = 'enterprise.registered' ORDER BY position LIMIT 5")]
-    for n, (uscc, facts, moves) in enumerate(zip(usccs, _DEMO_FACTS, _DEMO_MOVES), start=1):
+    for n, (uscc, facts, moves) in enumerate(zip(usccs, _demo_facts(business_date(db.writer.clock()).year - 1), _DEMO_MOVES), start=1):
         tag = f"demo-listing-e{n}"
         try:
             for i, (name, value, period) in enumerate(facts):

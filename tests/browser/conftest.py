@@ -81,7 +81,8 @@ async def served(pg_server: EmbeddedPostgres, settings) -> AsyncIterator[Served]
     keys = Path(tempfile.mkdtemp(prefix="registry-browser-"))
     port = free_port()
     env = {**subprocess_env(), "DATABASE_URL": app_dsn, "DATABASE_OWNER_URL": owner_dsn, "REGISTRY_DATA_DIR": str(keys),
-           "REGISTRY_TOKEN_KEY": TEST_KEY_PEM, "REGISTRY_CHECKPOINT_KEY": TEST_KEY_PEM}
+           "REGISTRY_TOKEN_KEY": TEST_KEY_PEM, "REGISTRY_CHECKPOINT_KEY": TEST_KEY_PEM,
+           "REGISTRY_CLOCK": settings.clock.isoformat()}  # the market the demo was loaded into
     log = keys / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],

@@ -165,7 +165,7 @@ async def test_sizes_beyond_the_tree_positions_outside_it_and_backwards_ranges_a
 async def test_an_intact_log_passes_the_integrity_check_over_any_range(db: Database) -> None:
     await append(db, 20)
     async with db.connection() as conn:
-        await store.sign_current(conn, SIGNER, signed_by="op-1")
+        await store.sign_current(conn, SIGNER, signed_by="op-1", now=db.writer.clock())
         whole = await store.integrity(conn, signer=SIGNER)
         assert whole.ok and whole.checked == 20 and whole.checkpoints_checked == 1
         assert whole.root_hash == whole.recomputed_root == merkle.root(await canonicals(conn))
@@ -190,7 +190,7 @@ async def test_checkpoints_are_signed_only_when_the_log_has_grown(db: Database) 
         assert [c.tree_size for c in await store.list_checkpoints(conn, after=None, limit=10)] == [3, 5]
         assert [c.tree_size for c in await store.list_checkpoints(conn, after=3, limit=10)] == [5]
         assert (await store.latest_checkpoint(conn)).tree_size == 5
-        again = await store.sign_current(conn, SIGNER, signed_by="op-2")
+        again = await store.sign_current(conn, SIGNER, signed_by="op-2", now=db.writer.clock())
         assert again == second  # one checkpoint per size
 
 
