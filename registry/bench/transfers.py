@@ -173,14 +173,16 @@ class Round(msgspec.Struct, kw_only=True):
     statuses: dict[int, int]
 
 
-async def load(port: int, clients: int, seconds: float, make_request, name: str) -> Round:
-    """`clients` connections, each sending requests back to back for `seconds`."""
+async def load(ports: int | Sequence[int], clients: int, seconds: float, make_request, name: str) -> Round:
+    """`clients` connections, each sending requests back to back for `seconds`; with several
+    service instances (`ports`), the connections are spread over them in turn."""
+    ports = [ports] if isinstance(ports, int) else list(ports)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     deadline = time.perf_counter() + seconds
 
     async def connection(c: int) -> None:
-        client = Client("127.0.0.1", port)
+        client = Client("127.0.0.1", ports[c % len(ports)])
         n = 0
         try:
             while time.perf_counter() < deadline:
@@ -208,14 +210,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: Path, owner_dsn: str, app_dsn: str, key_pem: str) -> tuple[subprocess.Popen, int]:
+def start_server(base: Path, owner_dsn: str, app_dsn: str, key_pem: str,
+                 name: str = "serve") -> tuple[subprocess.Popen, int]:
+    """`registry serve` on a free port (folder and log `base/<name>`), once it answers ready."""
     import httpx
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     env.update(DATABASE_URL=app_dsn, DATABASE_OWNER_URL=owner_dsn, REGISTRY_TOKEN_KEY=key_pem,
-               REGISTRY_DATA_DIR=str(base / "serve"), REGISTRY_EXPIRY_SWEEP_SECONDS="3600")
-    log = open(base / "serve.log", "w")  # noqa: SIM115 - the process writes it until stopped
+               REGISTRY_DATA_DIR=str(base / name), REGISTRY_EXPIRY_SWEEP_SECONDS="3600")
+    log = open(base / f"{name}.log", "w")  # noqa: SIM115 - the process writes it until stopped
     proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
@@ -226,14 +230,17 @@ def start_server(base: Path, owner_dsn: str, app_dsn: str, key_pem: str) -> tupl
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start; see {base / 'serve.log'}")
+            raise RuntimeError(f"the server did not start; see {base / f'{name}.log'}")
         time.sleep(0.2)
 
 
-async def measure(events: int, holders: int, seconds: float, clients: Sequence[int], base: Path) -> dict:
+async def measure(events: int, holders: int, seconds: float, clients: Sequence[int], base: Path,
+                  instances: int = 1) -> dict:
+    """The rounds on one service instance; with `instances` > 1, the transfer round again on that many
+    instances sharing the database (each with its own writer), in the same run."""
     settings = Settings.from_env()
     results: dict = {"rounds": [], "facts": {}}
-    proc = None
+    procs: list[subprocess.Popen] = []
     async with migrated_cluster(base, settings) as server:
         try:
             owner_dsn, app_dsn = server.dsn(SUPERUSER, DATABASE), server.dsn(APP_ROLE, DATABASE)
@@ -266,6 +273,7 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
             tokens = TokenService(key)
             say("starting `registry serve` against the filled database ...")
             proc, port = await asyncio.to_thread(start_server, base, owner_dsn, app_dsn, pem)
+            procs.append(proc)
             operator = f"Bearer {tokens.issue('bench-op-1', Role.operator)}"
             codes = list(market)
             sequence = iter(range(10**12))
@@ -302,14 +310,27 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
                 results["rounds"].append(await load(port, count, seconds, transfer, "transfer POST (validated)"))
                 say(f"  transfers, {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
             results["rounds"].append(await load(port, 32, seconds, positions, "positions GET (investor)"))
+            if instances > 1:
+                ports = [port]
+                for i in range(2, instances + 1):
+                    say(f"starting instance {i} of `registry serve` on the same database ...")
+                    more, more_port = await asyncio.to_thread(start_server, base, owner_dsn, app_dsn, pem, f"serve-{i}")
+                    procs.append(more)
+                    ports.append(more_port)
+                count = max(clients)
+                for n, where in ((1, [port]), (instances, ports)):  # one instance again, then all: same conditions
+                    results["rounds"].append(await load(where, count, seconds, transfer,
+                                                        f"transfer POST, {n} instance{'s' if n > 1 else ''}"))
+                    say(f"  transfers on {n} instance(s), {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
             async with Database(app_dsn, settings) as db, db.connection() as conn:
                 results["log_size"] = await conn.fetchval("SELECT count(*) FROM event")
                 say("verifying the whole log's chain ...")
                 results["verify"] = (await verify_log(conn)).ok
             return results
         finally:
-            if proc is not None:
+            for proc in procs:
                 proc.send_signal(signal.SIGTERM)
+            for proc in procs:
                 try:
                     proc.wait(timeout=60)
                 except subprocess.TimeoutExpired:
@@ -326,12 +347,18 @@ def format_results(r: dict, clients: Sequence[int]) -> str:
     trivial = {x.clients: x for x in r["rounds"] if x.name.startswith("trivial")}
     verdicts = []
     for x in r["rounds"]:
-        if x.name.startswith("transfer"):
+        if x.name.startswith("transfer POST (validated)"):
             ok = x.statuses.get(201, 0) / x.seconds
             t = trivial[x.clients]
             lines.append(f"transfers at {x.clients} clients: {ok:,.0f} accepted/s = {ok / t.rate:.1%} of the trivial "
                          f"endpoint ({t.rate:,.0f}/s), {ok / r['pgbench_chain_tps']:.2f}x pgbench's serialized append")
             verdicts.append(ok >= 1500 and ok >= 0.10 * t.rate)
+    shared = {x.name.split(", ")[1]: x.statuses.get(201, 0) / x.seconds
+              for x in r["rounds"] if x.name.startswith("transfer POST, ")}
+    if len(shared) == 2:
+        (one, single), (many, several) = shared.items()
+        lines.append(f"transfers on {many} sharing the database: {several:,.0f} accepted/s against {single:,.0f}/s "
+                     f"on {one} in the same run ({several / single:.2f}x)")
     pos = [x for x in r["rounds"] if x.name.startswith("positions")][0]
     lines.append(f"positions query p99: {pos.p99_ms:.2f} ms at {r['log_size']:,} events")
     holds = all(verdicts) and pos.p99_ms <= 20
@@ -347,7 +374,8 @@ def main(args: argparse.Namespace) -> int:
         # The load generator shares the two cores with the server: libuv's loop keeps its own cost down.
         import uvloop
 
-        results = uvloop.run(measure(args.events, args.holders, args.seconds, clients, base))
+        results = uvloop.run(measure(args.events, args.holders, args.seconds, clients, base,
+                                     instances=getattr(args, "instances", 1)))
     except Exception as exc:  # noqa: BLE001 - a measurement that failed says why
         print(f"bench failed: {exc}", file=sys.stderr)
         return 2
