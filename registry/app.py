@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -31,6 +32,7 @@ from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 from registry.web.pages import TEMPLATES, PageController
+from registry.web.security import PageFormProtection, add_page_headers, csrf_secret, form_protection_config
 from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
 from registry.exports.api import EnterpriseExportController, RegistrationRecordController
 from registry.listing.api import EnterpriseListingController, ListingController, RulebookController
@@ -68,7 +70,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     if (dsn is None) == (database is None):
         raise ValueError("give exactly one of dsn or database")
     owned = database is None
-    tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
+    token_key = load_or_create_key(settings.data_dir, settings.token_key)
+    tokens = TokenService(token_key)
     checkpoint_signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
                                          origin=settings.market_origin)
     db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
@@ -96,8 +99,10 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
         guards=[authorize],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware, RefuseNulMiddleware],
-        before_send=[add_request_id_header],
+        middleware=[RequestIdMiddleware, RefuseNulMiddleware,
+                    DefineMiddleware(PageFormProtection, config=form_protection_config(csrf_secret(token_key)),
+                                     settings=settings)],
+        before_send=[add_request_id_header, add_page_headers],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         template_config=TEMPLATES,
