@@ -13,6 +13,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from registry import __version__
 from registry.access.policy import authorize
 from registry.access.tokens import TokenService, load_or_create_key
 from registry.db.database import Database
@@ -29,6 +30,7 @@ from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.problems import EXCEPTION_HANDLERS
+from registry.http.root import entrance
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 from registry.web.pages import TEMPLATES, PageController
@@ -42,7 +44,7 @@ from registry.warrants.service import expire_due
 log = logging.getLogger(__name__)
 
 CONTROLLERS = [
-    HealthController, EventController, EnterpriseController, InvestorController, AccountController,
+    entrance, HealthController, EventController, EnterpriseController, InvestorController, AccountController,
     ApprovalController, CalendarController, ThresholdController,
     WarrantSeriesController, EnterpriseWarrantController, PositionController,
     AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
@@ -108,7 +110,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         template_config=TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="registry — 区域性股权市场登记系统",
-            version="0.1.0",
+            version=__version__,
             description=(
                 "System of record for a regional equity market: the listing pipeline "
                 "(孵化层 → 规范层 → 培育层 → 上市后备库 → 新三板 → 北交所) and the 认股权 (stock warrant) registry. "
