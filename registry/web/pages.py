@@ -28,7 +28,7 @@ from registry.approvals import service as approvals
 from registry.audit import merkle
 from registry.audit import store as audit_store
 from registry.clock import SHANGHAI, business_date
-from registry.errors import BadRequest, NotFound, RegistryError, Unauthenticated
+from registry.errors import BadRequest, ForeignForm, NotFound, RegistryError, Unauthenticated
 from registry.eventlog import store
 from registry.http.pagination import MAX_POSITION, position_cursor
 from registry.http.problems import EXCEPTION_HANDLERS
@@ -55,7 +55,8 @@ HOME_LINKS = {
                      ("/ui/series-attention", "需处理的认股权", "series needing action")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
-REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许"}
+REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许",
+               ForeignForm.code: "此表单不是由本站页面提交的（或已失效），请重新打开登录页面"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)
@@ -99,7 +100,7 @@ def _refused(request: Request, exc: Exception) -> Template:
     problem = handler(request, exc).content
     status = problem["status"]
     return _page("refused.html.j2", "无法显示", "cannot show this page", request, status=status,
-                 problem_zh=REFUSALS_ZH.get(status, "无法完成请求"),
+                 problem_zh=REFUSALS_ZH.get(problem["code"], REFUSALS_ZH.get(status, "无法完成请求")),
                  problem=f"{problem['title']} — {problem['detail']}")
 
 

@@ -20,6 +20,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.errors import ForeignForm
 from registry.settings import Settings
 
 PAGES = "/ui"
@@ -75,13 +76,11 @@ def refuse_cross_site(scope: Scope) -> None:
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None:
         if fetch_site not in ("same-origin", "none"):
-            raise PermissionDeniedException(f"a {fetch_site} form may not sign anyone in here; "
-                                            "open the sign-in page of this site and sign in there")
+            raise ForeignForm(f"the browser says this form came from a {fetch_site} page", sent_from=fetch_site)
         return
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin).netloc != headers.get("host", ""):
-        raise PermissionDeniedException(f"a form from {origin} may not sign anyone in here; "
-                                        "open the sign-in page of this site and sign in there")
+        raise ForeignForm(f"the form came from {origin}, not from this site", sent_from=origin)
 
 
 class PageFormProtection:
@@ -101,7 +100,11 @@ class PageFormProtection:
             return
         if scope["method"] not in SAFE_METHODS:
             refuse_cross_site(scope)
-        await (self.secure if over_https(scope, self.settings) else self.plain)(scope, receive, send)
+        try:
+            await (self.secure if over_https(scope, self.settings) else self.plain)(scope, receive, send)
+        except PermissionDeniedException as exc:  # only the token check raises this far: the page's own are handled
+            raise ForeignForm("the form's anti-forgery token is missing, expired or another browser's; "
+                              "open the sign-in page again") from exc
 
 
 def form_protection_config(secret: str) -> CSRFConfig:

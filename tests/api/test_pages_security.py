@@ -41,7 +41,8 @@ async def test_a_form_posted_from_another_site_signs_nobody_in(client: httpx.Asy
     for data, headers in forged:
         r = await client.post("/ui/sign-in", data=data, headers=headers)
         assert r.status_code == 403, (data, headers, r.status_code)
-        assert 'id="refused"' in r.text and "registry_token" not in r.headers.get("set-cookie", "")
+        assert 'id="refused"' in r.text and "请重新打开登录页面" in r.text  # says what to do, on a page
+        assert "registry_token" not in r.headers.get("set-cookie", "")
     assert (await client.get("/ui/")).headers["location"] == "/ui/sign-in"  # still signed out
 
     # the attacker's own form token is worthless in the victim's browser, whose form cookie differs
