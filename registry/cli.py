@@ -103,15 +103,10 @@ def _uvicorn_server_class() -> type:
 def _claim_port(host: str, port: int) -> socket.socket:
     """The listening address, bound before anything else starts: a taken port is said plainly, with nothing
     built or started first (the server is handed this very socket, so nobody can take it in between)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as exc:
-        raise SystemExit(f"registry serve: cannot listen on {host!r}: {exc.strerror}") from None
-    sock = socket.socket(family, kind, proto)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # the family uvicorn would choose
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
     try:
-        sock.bind(address)
+        sock.bind((host, port))
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
