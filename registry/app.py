@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from registry import __version__
 from registry.access.policy import authorize
 from registry.access.tokens import TokenService, load_or_create_key
 from registry.db.database import Database
@@ -28,9 +30,11 @@ from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.problems import EXCEPTION_HANDLERS
+from registry.http.root import entrance
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
 from registry.web.pages import TEMPLATES, PageController
+from registry.web.security import PageFormProtection, add_page_headers, csrf_secret, form_protection_config
 from registry.warrants.api import EnterpriseWarrantController, PositionController, WarrantSeriesController
 from registry.exports.api import EnterpriseExportController, RegistrationRecordController
 from registry.listing.api import EnterpriseListingController, ListingController, RulebookController
@@ -40,7 +44,7 @@ from registry.warrants.service import expire_due
 log = logging.getLogger(__name__)
 
 CONTROLLERS = [
-    HealthController, EventController, EnterpriseController, InvestorController, AccountController,
+    entrance, HealthController, EventController, EnterpriseController, InvestorController, AccountController,
     ApprovalController, CalendarController, ThresholdController,
     WarrantSeriesController, EnterpriseWarrantController, PositionController,
     AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
@@ -68,7 +72,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     if (dsn is None) == (database is None):
         raise ValueError("give exactly one of dsn or database")
     owned = database is None
-    tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
+    token_key = load_or_create_key(settings.data_dir, settings.token_key)
+    tokens = TokenService(token_key)
     checkpoint_signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
                                          origin=settings.market_origin)
     db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
@@ -96,14 +101,16 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
         guards=[authorize],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware, RefuseNulMiddleware],
-        before_send=[add_request_id_header],
+        middleware=[RequestIdMiddleware, RefuseNulMiddleware,
+                    DefineMiddleware(PageFormProtection, config=form_protection_config(csrf_secret(token_key)),
+                                     settings=settings)],
+        before_send=[add_request_id_header, add_page_headers],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         template_config=TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="registry — 区域性股权市场登记系统",
-            version="0.1.0",
+            version=__version__,
             description=(
                 "System of record for a regional equity market: the listing pipeline "
                 "(孵化层 → 规范层 → 培育层 → 上市后备库 → 新三板 → 北交所) and the 认股权 (stock warrant) registry. "

@@ -1,14 +1,16 @@
-"""The `registry` command: serve, migrate, demo, verify, token, bench."""
+"""The `registry` command: serve, migrate, demo, verify, export, token, rebuild, checkpoint, valuation, bench, settings."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import fcntl
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,7 +19,8 @@ if TYPE_CHECKING:
     from registry.db.database import Dsns
 from pathlib import Path
 
-from registry.settings import Settings
+from registry import __version__
+from registry.settings import Settings, SettingsError
 
 log = logging.getLogger("registry")
 
@@ -97,6 +100,28 @@ def _uvicorn_server_class() -> type:
     return Server
 
 
+def _claim_port(host: str, port: int) -> socket.socket:
+    """The listening address, bound before anything else starts: a taken port is said plainly, with nothing
+    built or started first (the server is handed this very socket, so nobody can take it in between)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # the family uvicorn would choose
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"registry serve: port {port} on {host} is already in use by another program; "
+                             f"stop it, or choose another port with --port") from None
+        raise SystemExit(f"registry serve: cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def _browsable(host: str, port: int) -> str:
+    """The URL a person on this machine opens: a wildcard address is reached through the loopback one."""
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+    return f"http://{shown}:{port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -105,23 +130,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from registry.app import create_app
 
     settings = _settings(args)
+    listening = _claim_port(args.host, args.port)
     with _database(settings, owner_lock=True) as dsns:
         if args.demo:
             from registry.demo import load_demo
 
             asyncio.run(load_demo(settings, dsns.app))
         app = create_app(settings, dsn=dsns.app)
-        url = f"http://{args.host}:{args.port}"
-        print(f"registry is serving {settings.market_name} at {url}  (API docs: {url}/schema)", flush=True)
+        url = _browsable(args.host, args.port)
+        print(f"registry is serving {settings.market_name} at {url}\n"
+              f"  pages 网页: {url}/ui/sign-in   API docs: {url}/schema", flush=True)
         server = _Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                                        access_log=args.access_log, lifespan="on"))
+                                        access_log=args.access_log, lifespan="on",
+                                        proxy_headers=settings.trust_proxy_headers,
+                                        forwarded_allow_ips="*" if settings.trust_proxy_headers else None))
         # What is loaded by now (modules, the app, the route table) lives as long as the process: keep it
         # out of the garbage collector's scans, and collect the youngest objects less often, so a
         # long-running service with thousands of remembered accounts spends its time on requests.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        server.run()  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
+        server.run(sockets=[listening])  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
     return 0
 
 
@@ -202,20 +231,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_checkpoint(args: argparse.Namespace) -> int:
-    import asyncpg
-
+def _checkpoint_signer(settings: Settings):  # noqa: ANN202 - CheckpointSigner, imported late
     from registry.audit.checkpoint import CheckpointSigner
     from registry.audit.checkpoint import load_or_create_key as load_checkpoint_key
+
+    return CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
+                            origin=settings.market_origin)
+
+
+def cmd_checkpoint_public_key(args: argparse.Namespace) -> int:
+    print(_checkpoint_signer(_settings(args)).vkey)
+    return 0
+
+
+def cmd_checkpoint_sign(args: argparse.Namespace) -> int:
+    import asyncpg
+
     from registry.audit.store import sign_current
     from registry.clock import market_clock
 
     settings = _settings(args)
-    signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
-                              origin=settings.market_origin)
-    if args.action == "public-key":
-        print(signer.vkey)
-        return 0
+    signer = _checkpoint_signer(settings)
 
     async def run() -> int:
         with _database(settings, migrate=False) as dsns:
@@ -270,121 +306,242 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from cryptography.hazmat.primitives import serialization
-
-    from registry.access.tokens import Role, TokenService, load_or_create_key
+def _token_service(args: argparse.Namespace):  # noqa: ANN202 - TokenService, imported late
+    from registry.access.tokens import TokenService, load_or_create_key
 
     settings = _settings(args)
-    tokens = TokenService(load_or_create_key(settings.data_dir, settings.token_key))
-    if args.action == "public-key":
-        print(tokens.public_key.public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode(), end="")
-        return 0
-    if not args.role or not args.subject:
-        print("token issue needs --role and --subject", file=sys.stderr)
-        return 2
-    print(tokens.issue(args.subject, Role(args.role), ttl=dt.timedelta(hours=args.hours)))
+    return TokenService(load_or_create_key(settings.data_dir, settings.token_key))
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from registry.access.tokens import Role
+
+    print(_token_service(args).issue(args.subject, Role(args.role), ttl=dt.timedelta(hours=args.hours)))
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.target == "valuation":
-        from registry.valuation.bench import main as bench_valuation
+def cmd_token_public_key(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
 
-        bench_valuation(args.seconds)
+    print(_token_service(args).public_key.public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+          end="")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from registry.settings import markdown_table, with_table
+
+    if args.readme is None:
+        print(markdown_table(), end="")
         return 0
-    if args.target == "audit":
-        from registry.bench.audit import main as bench_audit
+    text = args.readme.read_text(encoding="utf-8")
+    updated = with_table(text)
+    if updated != text:
+        args.readme.write_text(updated, encoding="utf-8")
+    print(f"{args.readme}: settings table {'updated' if updated != text else 'already current'}")
+    return 0
 
-        return bench_audit(args)
-    if args.target == "transfers":
-        from registry.bench.transfers import main as bench_transfers
 
-        return bench_transfers(args)
+def cmd_bench_eventlog(args: argparse.Namespace) -> int:
     from registry.bench.eventlog import main as bench_eventlog
 
     return bench_eventlog(args)
 
 
+def cmd_bench_transfers(args: argparse.Namespace) -> int:
+    from registry.bench.transfers import main as bench_transfers
+
+    return bench_transfers(args)
+
+
+def cmd_bench_audit(args: argparse.Namespace) -> int:
+    from registry.bench.audit import main as bench_audit
+
+    return bench_audit(args)
+
+
+def cmd_bench_valuation(args: argparse.Namespace) -> int:
+    from registry.valuation.bench import main as bench_valuation
+
+    bench_valuation(args.seconds)
+    return 0
+
+
+# -- the command line: one add_* function per command, each sub-command its own parser --------------------
+
+ROLES_HELP = ("operator 运营机构 (market staff; subject: their user id) · enterprise 挂牌企业 (subject: its USCC "
+              "统一社会信用代码) · investor 投资者 (subject: its investor id, e.g. INV00000006) · regulator 监管机构 "
+              "(reads everything, writes nothing; subject: their user id)")
+
+Commands = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _data_dir_option() -> argparse.ArgumentParser:
+    """--data-dir, accepted by every command after its own arguments (`registry token issue … --data-dir D`)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="data folder for the embedded PostgreSQL and keys (default ./var; env REGISTRY_DATA_DIR)")
+    return parent
+
+
+DATA_DIR = _data_dir_option()
+
+
+def _command(commands: Commands, name: str, summary: str, func=None, *,  # noqa: ANN001
+             description: str | None = None) -> argparse.ArgumentParser:
+    """A command (or sub-command) parser; `func` runs it. One with sub-commands has no `func`, and no --data-dir
+    either: only the sub-command takes it (a sub-parser's defaults would overwrite a value given before it)."""
+    parser = commands.add_parser(name, help=summary, description=description or summary,
+                                 parents=[DATA_DIR] if func is not None else [],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    if func is not None:
+        parser.set_defaults(func=func)
+    return parser
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> Commands:
+    return parser.add_subparsers(required=True, title="sub-commands")
+
+
+def _quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def add_serve(commands: Commands) -> None:
+    p = _command(commands, "serve", "run the HTTP service and its pages 网页 (starts the embedded PostgreSQL unless "
+                                    "DATABASE_URL is set; applies pending migrations)", cmd_serve)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--demo", action="store_true", help="load the demo market 演示市场 first (idempotent)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def add_migrate(commands: Commands) -> None:
+    _command(commands, "migrate", "apply pending schema migrations as the database owner", cmd_migrate)
+
+
+def add_demo(commands: Commands) -> None:
+    _command(commands, "demo", "load a small demo market 演示市场; running it again changes nothing", cmd_demo)
+
+
+def add_verify(commands: Commands) -> None:
+    from registry.audit.offline import add_arguments as add_offline_arguments
+
+    p = _command(commands, "verify", "recompute the event log's hash chain 哈希链 (or, with --export, check an "
+                                     "exported log against signed checkpoints without a database); exit 1 naming "
+                                     "the first bad position", cmd_verify)
+    _quiet(p)
+    add_offline_arguments(p)
+
+
+def add_export(commands: Commands) -> None:
+    p = _command(commands, "export", "export for offline verification")
+    log_ = _command(_subcommands(p), "log", "write the event log as JSON Lines (each event's canonical bytes and "
+                                            "hashes)", cmd_export)
+    log_.add_argument("--out", type=Path, required=True, metavar="FILE", help="file to write")
+    _quiet(log_)
+
+
+def add_token(commands: Commands) -> None:
+    p = _command(commands, "token", "bearer tokens 访问令牌 for the API and the pages")
+    actions = _subcommands(p)
+    issue = _command(actions, "issue", "print a signed bearer token for one caller",
+                     description="print a signed bearer token for one caller\n\nroles 角色:\n  "
+                                 + ROLES_HELP.replace(" · ", "\n  "), func=cmd_token_issue)
+    issue.add_argument("--role", required=True, choices=["operator", "enterprise", "investor", "regulator"],
+                       help="operator 运营机构, enterprise 挂牌企业, investor 投资者, regulator 监管机构")
+    issue.add_argument("--subject", required=True,
+                       help="who: the operator's or regulator's user id, the enterprise's USCC, or the investor id")
+    issue.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
+    _command(actions, "public-key", "print the public key (PEM) that checks the tokens", cmd_token_public_key)
+
+
+def add_rebuild(commands: Commands) -> None:
+    p = _command(commands, "rebuild", "replay the whole log into empty projections and compare (exit 1 if they "
+                                      "differ); --apply keeps the rebuilt ones", cmd_rebuild)
+    p.add_argument("--apply", action="store_true", help="keep the rebuilt projections")
+    _quiet(p)
+
+
+def add_checkpoint(commands: Commands) -> None:
+    p = _command(commands, "checkpoint", "signed tree heads 签名检查点 (C2SP signed notes) for regulators")
+    actions = _subcommands(p)
+    sign = _command(actions, "sign", "sign the log's current tree head", cmd_checkpoint_sign)
+    sign.add_argument("--out", type=Path, metavar="FILE", help="write the signed note to this file (default: print it)")
+    _command(actions, "public-key", "print the verifier key (for `registry verify --key`)", cmd_checkpoint_public_key)
+
+
+def add_valuation(commands: Commands) -> None:
+    from registry.valuation.cli import add_arguments as valuation_arguments
+
+    p = _command(commands, "valuation", "valuations 估值 kept in the log")
+    recompute = _command(_subcommands(p), "recompute", "price a past valuation again from the inputs stored in the "
+                                                       "log; exit 1 if any figure differs", cmd_valuation)
+    valuation_arguments(recompute)
+
+
+def add_bench(commands: Commands) -> None:
+    p = _command(commands, "bench", "benchmarks that print their figures beside a baseline measured in the same run")
+    targets = _subcommands(p)
+
+    def seconds(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")
+
+    def events(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--events", type=int, default=1_000_000, help="events in the log before measuring (default 1000000)")
+
+    eventlog = _command(targets, "eventlog", "serialized appends, against pgbench's on the same cluster",
+                        cmd_bench_eventlog)
+    seconds(eventlog)
+    eventlog.add_argument("--writers", default="1,16,64", help="concurrent writers for the service path (default 1,16,64)")
+    transfers = _command(targets, "transfers", "validated warrant transfers over HTTP, against the server's trivial "
+                                               "endpoint", cmd_bench_transfers)
+    seconds(transfers)
+    events(transfers)
+    transfers.add_argument("--clients", default="32,128", help="concurrent HTTP clients (default 32,128)")
+    transfers.add_argument("--holders", type=int, default=10_000, help="qualified holders in the market (default 10000)")
+    events(_command(targets, "audit", "proofs, verification against raw hashing, live-tail lag", cmd_bench_audit))
+    seconds(_command(targets, "valuation", "valuations against QuantLib called directly", cmd_bench_valuation))
+
+
+def add_settings(commands: Commands) -> None:
+    p = _command(commands, "settings", "print every setting: environment variable, default, meaning (markdown)",
+                 cmd_settings)
+    p.add_argument("--readme", type=Path, metavar="FILE",
+                   help="instead, replace the settings table between its markers in FILE (the README)")
+
+
+COMMANDS = (add_serve, add_migrate, add_demo, add_verify, add_export, add_token, add_rebuild, add_checkpoint,
+            add_valuation, add_bench, add_settings)
+"""Every command, in the order `registry --help` lists them; a new command is one more add_* function."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="registry", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def add(name: str, help_: str, func) -> argparse.ArgumentParser:  # noqa: ANN001
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--data-dir", type=Path, default=None,
-                       help="data folder for the embedded PostgreSQL and keys (default ./var; env REGISTRY_DATA_DIR)")
-        p.set_defaults(func=func)
-        return p
-
-    p = add("serve", "run the HTTP service (starts the embedded PostgreSQL unless DATABASE_URL is set; "
-                     "applies pending migrations)", cmd_serve)
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--demo", action="store_true", help="load the demo market first (idempotent)")
-    p.add_argument("--access-log", action="store_true", help="log every request")
-
-    add("migrate", "apply pending schema migrations as the database owner", cmd_migrate)
-    add("demo", "load a small demo market; running it again changes nothing", cmd_demo)
-    p = add("verify", "recompute the event log's hash chain (or, with --export, check an exported log against "
-                      "signed checkpoints without a database); exit 1 naming the first bad position", cmd_verify)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from registry.audit.offline import add_arguments as add_offline_arguments
-
-    add_offline_arguments(p)
-
-    p = add("export", "export the event log as JSON Lines (canonical bytes, hashes) for offline verification",
-            cmd_export)
-    p.add_argument("what", choices=["log"], help="what to export")
-    p.add_argument("--out", type=Path, required=True, help="file to write")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    p = add("token", "issue a signed bearer token for local use, or print the public key that checks them",
-            cmd_token)
-    p.add_argument("action", choices=["issue", "public-key"])
-    p.add_argument("--role", choices=["operator", "enterprise", "investor", "regulator"],
-                   help="operator (运营机构), enterprise (挂牌企业), investor (投资者), regulator (监管机构)")
-    p.add_argument("--subject", help="operator user id, the enterprise's USCC, or the investor id")
-    p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
-
-    p = add("rebuild", "replay the whole log into empty projections and compare (exit 1 if they differ); "
-                       "--apply keeps the rebuilt ones", cmd_rebuild)
-    p.add_argument("--apply", action="store_true", help="keep the rebuilt projections")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-
-    p = add("checkpoint", "sign the log's current tree head (C2SP signed note), or print the verifier key",
-            cmd_checkpoint)
-    p.add_argument("action", choices=["sign", "public-key"])
-    p.add_argument("--out", type=Path, help="write the signed note to this file (default: print it)")
-
-    p = add("valuation", "recompute a past valuation from the inputs stored in the log; exit 1 if any figure "
-                         "differs", cmd_valuation)
-    from registry.valuation.cli import add_arguments as valuation_arguments
-
-    valuation_arguments(p)
-
-    p = add("bench", "benchmarks that print ratios against a baseline measured in the same run", cmd_bench)
-    p.add_argument("target", choices=["eventlog", "transfers", "audit", "valuation"],
-                   help="eventlog: appends vs pgbench; transfers: validated transfers over HTTP vs the trivial "
-                        "endpoint; audit: proofs, verification vs raw hashing, live-tail lag")
-    p.add_argument("--seconds", type=float, default=5.0, help="duration of each measurement (default 5)")
-    p.add_argument("--writers", default="1,16,64", help="eventlog: concurrent writers for the service path")
-    p.add_argument("--clients", default="32,128", help="transfers: concurrent HTTP clients")
-    p.add_argument("--events", type=int, default=1_000_000,
-                   help="transfers, audit: events in the log before measuring")
-    p.add_argument("--holders", type=int, default=10_000, help="transfers: qualified holders in the market")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)  # `registry` alone: what there is to do, not just "COMMAND is required"
+        return 2
+    args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

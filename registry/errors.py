@@ -38,6 +38,14 @@ class Forbidden(RegistryError):
     title = "This action is not allowed for you"
 
 
+class ForeignForm(Forbidden):
+    """A page's form that the page itself did not send: posted from another site (login CSRF), or with the
+    anti-forgery token of another browser or of an expired form."""
+
+    code = "auth.foreign_form"
+    title = "This form was not sent from this site's own page"
+
+
 class NotFound(RegistryError):
     code = "resource.not_found"
     title = "No such resource"

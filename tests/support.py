@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
 
 from registry.clock import fixed_clock, market_moment
@@ -44,10 +45,23 @@ def auth(role: str, subject: str, key: str | None = None) -> dict[str, str]:
     return headers
 
 
-async def sign_in(client, role: Role, subject: str):
-    """Sign in to the pages as `subject` in `role` (a fresh cookie jar); the response is the redirect."""
+async def sign_in_form(client) -> str:
+    """Open the sign-in form as a browser would (a fresh cookie jar): the form's hidden anti-forgery token."""
     client.cookies.clear()
-    response = await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role)})
+    form = await client.get("/ui/sign-in")
+    assert form.status_code == 200, form.text
+    return form_token(form.text)
+
+
+def form_token(page: str) -> str:
+    """The anti-forgery token in a page's sign-in form."""
+    return re.search(r'name="_csrf_token" value="([^"]+)"', page).group(1)
+
+
+async def sign_in(client, role: Role, subject: str):
+    """Sign in to the pages as `subject` in `role` through the form; the response is the redirect."""
+    form_token = await sign_in_form(client)
+    response = await client.post("/ui/sign-in", data={"token": TOKENS.issue(subject, role), "_csrf_token": form_token})
     assert response.status_code == 303, response.text
     return response
 

@@ -67,6 +67,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The subcommand's arguments, for `registry/cli.py` to attach: `registry valuation recompute V00000042`."""
-    parser.add_argument("action", choices=["recompute"], help="recompute: price a past valuation again")
+    """The sub-command's arguments, for `registry/cli.py` to attach: `registry valuation recompute V00000042`."""
     parser.add_argument("valuation_id", help="the valuation's id, e.g. V00000042")

@@ -1,7 +1,8 @@
 """The pages: sign in with the same bearer token as the API, then see what your role may see.
 
 The token is kept in an HttpOnly cookie that is honoured only for GET requests, so a page can
-read but a forged cross-site form can never write. Scoping is the API's: the same policies,
+read but a forged cross-site form can never write; the sign-in form itself carries a token
+another site cannot forge (`registry.web.security`). Scoping is the API's: the same policies,
 the same services.
 """
 
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body, FromPath, QueryParameter
@@ -27,7 +28,7 @@ from registry.approvals import service as approvals
 from registry.audit import merkle
 from registry.audit import store as audit_store
 from registry.clock import SHANGHAI, business_date
-from registry.errors import BadRequest, NotFound, RegistryError, Unauthenticated
+from registry.errors import BadRequest, ForeignForm, NotFound, RegistryError, Unauthenticated
 from registry.eventlog import store
 from registry.http.pagination import MAX_POSITION, position_cursor
 from registry.http.problems import EXCEPTION_HANDLERS
@@ -37,8 +38,10 @@ from registry.parties import service as parties
 from registry.warrants import service as warrants
 from registry.warrants.domain import SeriesNotFound
 from registry.web import charts, holdings, reads
+from registry.web.security import page_cookie
 
 TEMPLATES = TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine)
+STYLESHEET = (Path(__file__).parent / "static" / "pages.css").read_text(encoding="utf-8")
 HOME_LINKS = {
     Role.investor: [("/ui/positions", "我的账户与持仓", "my accounts and positions")],
     Role.operator: [("/ui/approvals", "待复核事项", "awaiting a second approval"),
@@ -52,7 +55,8 @@ HOME_LINKS = {
                      ("/ui/series-attention", "需处理的认股权", "series needing action")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
-REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许"}
+REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许",
+               ForeignForm.code: "此表单不是由本站页面提交的（或已失效），请重新打开登录页面"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)
@@ -96,7 +100,7 @@ def _refused(request: Request, exc: Exception) -> Template:
     problem = handler(request, exc).content
     status = problem["status"]
     return _page("refused.html.j2", "无法显示", "cannot show this page", request, status=status,
-                 problem_zh=REFUSALS_ZH.get(status, "无法完成请求"),
+                 problem_zh=REFUSALS_ZH.get(problem["code"], REFUSALS_ZH.get(status, "无法完成请求")),
                  problem=f"{problem['title']} — {problem['detail']}")
 
 
@@ -112,8 +116,12 @@ class PageController(Controller):
     async def sign_in_form(self, request: Request) -> Template:
         return _page("sign_in.html.j2", "登录", "sign in", None)
 
+    @get("/pages.css", opt=public(), media_type="text/css; charset=utf-8")
+    async def stylesheet(self) -> str:
+        return STYLESHEET
+
     @post("/sign-in", opt=public(), status_code=303)
-    async def sign_in(self, state: State,
+    async def sign_in(self, request: Request, state: State,
                       data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Response[Any]:
         token = (data.get("token") or "").strip()
         try:
@@ -121,12 +129,13 @@ class PageController(Controller):
         except Unauthenticated as exc:
             # the form is redrawn with the reason; 400: what was pasted is not a usable token
             return _page("sign_in.html.j2", "登录", "sign in", None, status=400, problem=exc.detail)
-        return Redirect(path="/ui/", status_code=303, cookies=[
-            Cookie(key=TOKEN_COOKIE, value=token, httponly=True, samesite="strict", path="/ui")])
+        return Redirect(path="/ui/", status_code=303,
+                        cookies=[page_cookie(request.scope, state.settings, TOKEN_COOKIE, token)])
 
     @get("/sign-out", opt=public())
-    async def sign_out(self) -> Response[Any]:
-        return Redirect(path="/ui/sign-in", cookies=[Cookie(key=TOKEN_COOKIE, value="", max_age=0, path="/ui")])
+    async def sign_out(self, request: Request, state: State) -> Response[Any]:
+        return Redirect(path="/ui/sign-in",
+                        cookies=[page_cookie(request.scope, state.settings, TOKEN_COOKIE, "", max_age=0)])
 
     @get("/", opt=allow(*Role))
     async def home(self, request: Request) -> Template:

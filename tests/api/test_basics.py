@@ -110,3 +110,13 @@ async def test_a_write_reports_the_log_position_it_produced(client: httpx.AsyncC
 async def test_numbers_beyond_the_databases_range_are_400_not_500(client: httpx.AsyncClient, path: str) -> None:
     r = await client.get(path, headers=auth("regulator", "r"))
     assert r.status_code == 400, r.text
+
+
+async def test_the_address_itself_sends_a_browser_to_the_pages_and_names_the_docs(client: httpx.AsyncClient) -> None:
+    browser = await client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code in (302, 303) and browser.headers["location"] == "/ui/"
+    api = await client.get("/")
+    assert api.status_code == 200
+    body = api.json()
+    assert (body["pages"], body["api_docs"], body["openapi"]) == ("/ui/", "/schema", "/schema/openapi.json")
+    assert (await client.get(body["health"])).status_code == 200

@@ -7,12 +7,12 @@ from __future__ import annotations
 import httpx
 
 from registry.access.tokens import Role
-from support import auth, sign_in
+from support import auth, sign_in, sign_in_form
 from warrant_fixtures import enterprise, investor, ok, op, register_series
 
 
 async def test_signing_in_sets_a_cookie_for_pages_only_and_a_bad_token_is_refused(client: httpx.AsyncClient) -> None:
-    bad = await client.post("/ui/sign-in", data={"token": "not-a-token"})
+    bad = await client.post("/ui/sign-in", data={"token": "not-a-token", "_csrf_token": await sign_in_form(client)})
     assert bad.status_code == 400 and "registry_token" not in bad.cookies
     good = await sign_in(client, Role.regulator, "examiner-1")
     assert good.status_code == 303 and good.headers["location"] == "/ui/"

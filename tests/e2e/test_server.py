@@ -71,6 +71,9 @@ def test_serve_answers_then_stops_cleanly_with_its_database_on_sigterm(data_dir:
     assert "X-Request-Id" in httpx.get(f"{server.url}/schema/openapi.json").headers
     assert server.stop(signal.SIGTERM) == 0
     assert EmbeddedPostgres(data_dir).running_pid() is None
+    printed = Path(server.log.name).read_text()
+    assert f"is serving Tianjin OTC 天津滨海柜台交易市场 at {server.url}" in printed
+    assert f"{server.url}/ui/sign-in" in printed and f"{server.url}/schema" in printed
 
 
 async def _burst(url: str, headers: dict[str, str], n: int, acknowledged: dict[str, str]) -> None:
