@@ -351,6 +351,17 @@ def cmd_bench_eventlog(args: argparse.Namespace) -> int:
     return bench_eventlog(args)
 
 
+def cmd_drill_failover(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from registry.bench.cluster import say
+    from registry.db.drill import failover_drill, render
+
+    report = asyncio.run(failover_drill(clients=args.clients, before=args.before, after=args.after, say=say))
+    print(msgspec.json.encode(report).decode() if args.json else render(report))
+    return 0 if report.ok else 1
+
+
 def cmd_bench_transfers(args: argparse.Namespace) -> int:
     from registry.bench.transfers import main as bench_transfers
 
@@ -503,8 +514,22 @@ def add_bench(commands: Commands) -> None:
     events(transfers)
     transfers.add_argument("--clients", default="32,128", help="concurrent HTTP clients (default 32,128)")
     transfers.add_argument("--holders", type=int, default=10_000, help="qualified holders in the market (default 10000)")
+    transfers.add_argument("--instances", type=int, default=1,
+                           help="with 2 or more, the transfer round again on that many service instances sharing "
+                                "the database, beside one instance in the same run (default 1)")
     events(_command(targets, "audit", "proofs, verification against raw hashing, live-tail lag", cmd_bench_audit))
     seconds(_command(targets, "valuation", "valuations against QuantLib called directly", cmd_bench_valuation))
+
+
+def add_drill(commands: Commands) -> None:
+    p = _command(commands, "drill", "operational drills 演练 on throwaway clusters on this machine")
+    failover = _command(_subcommands(p), "failover", "lose the primary under write load, promote its synchronous "
+                                                     "standby, and count what was lost (must be 0); exit 1 if the "
+                                                     "drill fails", cmd_drill_failover)
+    failover.add_argument("--clients", type=int, default=8, help="concurrent writing clients (default 8)")
+    failover.add_argument("--before", type=float, default=5.0, help="seconds of load before the kill (default 5)")
+    failover.add_argument("--after", type=float, default=10.0, help="seconds of load after the kill (default 10)")
+    failover.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def add_settings(commands: Commands) -> None:
@@ -515,7 +540,7 @@ def add_settings(commands: Commands) -> None:
 
 
 COMMANDS = (add_serve, add_migrate, add_demo, add_verify, add_export, add_token, add_rebuild, add_checkpoint,
-            add_valuation, add_bench, add_settings)
+            add_valuation, add_bench, add_drill, add_settings)
 """Every command, in the order `registry --help` lists them; a new command is one more add_* function."""
 
 

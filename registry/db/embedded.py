@@ -69,6 +69,10 @@ class EmbeddedPostgres:
         digest = hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"registry-pg-{digest}"
 
+    def run(self, args: list[str], timeout: float = 120) -> str:
+        """Run one of the cluster's binaries as the server's user; its stdout, or EmbeddedPostgresError."""
+        return self._run(args, timeout)
+
     def _run(self, args: list[str], timeout: float = 120) -> str:
         proc = subprocess.run(
             args, capture_output=True, text=True, timeout=timeout, user=self._run_as,
@@ -171,12 +175,29 @@ class EmbeddedPostgres:
             return False
         return len(lines) >= 8 and lines[7].strip() == "ready"
 
-    def start(self, timeout: float = 60) -> bool:
-        """Make sure the server runs; True when this call started it (False: it was already up)."""
+    def prepare(self) -> None:
+        """The data and socket folders, owned by the server's user (before initdb or a base backup)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
+
+    def adopt_copied_cluster(self, settings: dict[str, str] | None = None) -> None:
+        """Make a cluster copied from another data folder (a base backup) this folder's own: drop the
+        original's pid and socket lock files, and point its socket at this folder's (the copied
+        `postgresql.auto.conf` names the original's); `settings` are appended after."""
+        for name in ("postmaster.pid", "postmaster.opts"):
+            (self.pgdata / name).unlink(missing_ok=True)
+        for lock in self.pgdata.glob(".s.PGSQL.*"):
+            lock.unlink(missing_ok=True)
+        conf = {"unix_socket_directories": f"'{self.socket_dir}'", **(settings or {})}
+        with open(self.pgdata / "postgresql.auto.conf", "a", encoding="utf-8") as f:
+            for key, value in conf.items():
+                f.write(f"{key} = {value}\n")
+
+    def start(self, timeout: float = 60) -> bool:
+        """Make sure the server runs; True when this call started it (False: it was already up)."""
+        self.prepare()
         if not self.initialised():
             self._initdb()
         started = self.running_pid() is None
