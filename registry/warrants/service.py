@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -16,6 +16,7 @@ from registry.errors import Conflict, Forbidden, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
+from registry.fields import Identifier, Name, Reason, ShareAmount
 from registry.parties.domain import EnterpriseNotFound
 from registry.parties.service import enterprise_stream
 from registry.warrants import domain, hot, projection  # noqa: F401 - projection registers the projectors
@@ -211,14 +212,14 @@ def confirm_exercise(code: str, exercise_id: str) -> Handler:
 class RegisterShares(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The enterprise's existing 股东名册, recorded once before warrants are exercised into it."""
 
-    holders: list[ShareHolding]
-    reason: str
+    holders: Annotated[list[ShareHolding], msgspec.Meta(max_length=100_000)]
+    reason: Reason
 
 
 class ShareHolding(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    holder_id: str
-    holder_name: str
-    amount: Decimal
+    holder_id: Identifier
+    holder_name: Name
+    amount: ShareAmount
 
     def __post_init__(self) -> None:
         domain.check_figures(self)
@@ -246,14 +247,14 @@ def register_shares(uscc: str, cmd: RegisterShares) -> Handler:
 
 class IpoFiling(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     filed_on: dt.date
-    reason: str
+    reason: Reason
 
 
 class IpoOutcome(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    outcome: str
+    outcome: Identifier
     """approved (the series end), rejected, withdrawn or not_accepted (validity resumes)."""
     on: dt.date
-    reason: str
+    reason: Reason
 
 
 def ipo_filed(uscc: str, cmd: IpoFiling) -> Handler:
@@ -299,7 +300,7 @@ def adjust(code: str, cmd: domain.Adjustment) -> Handler:
 
 
 class Cancel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    reason: str
+    reason: Reason
 
 
 def cancel(code: str, cmd: Cancel) -> Handler:
