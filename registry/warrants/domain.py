@@ -88,6 +88,13 @@ class TermsInvalid(RuleViolation):
     title = "The series' terms are not valid"
 
 
+class ConsiderationMismatch(RuleViolation):
+    """转让对价: the consideration is units × the agreed price per unit, rounded half-up to the fen."""
+
+    code = "warrant.consideration_mismatch"
+    title = "The consideration is not the units times the price per unit"
+
+
 class SeriesNotFound(NotFound):
     code = "warrant.series_not_found"
     title = "No such warrant series"
@@ -379,6 +386,12 @@ def payment_due_fen(units: int, price_per_unit: Decimal) -> int:
     return int(_q(Decimal(units) * price_per_unit * 100, Decimal("1"), ROUND_HALF_UP))
 
 
+def cost_after_leaving(cost_fen: int, units_leaving: int, units_before: int) -> int:
+    """持仓成本 once units leave a holding (sold or exercised): they take their share of its cost, rounded
+    down, and the units that stay keep the rest."""
+    return cost_fen - cost_fen * units_leaving // units_before if units_before > 0 else cost_fen
+
+
 def _event(type_: str, data: dict[str, Any], effective_date: dt.date | None = None) -> NewEvent:
     return NewEvent(type=type_, data=msgspec.to_builtins(data, order="sorted"), effective_date=effective_date)
 
@@ -564,8 +577,12 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
                     receiver: AccountFacts, sender_balance: Balance, receiver_balance: Balance,
                     sender_interval: IntervalFacts, receiver_interval: IntervalFacts, holders_now: frozenset[str],
                     holders_ever: frozenset[str], sender_lots: list[Lot], today: dt.date, basis: HolderCapBasis,
-                    interval_days: int, t_plus_allowed: bool) -> list[NewEvent]:
-    """转让: bilateral, one named counterparty, in an allowed mode, between qualified investors."""
+                    interval_days: int, t_plus_allowed: bool, receiver_cost_fen: int) -> list[NewEvent]:
+    """转让: bilateral, one named counterparty, in an allowed mode, between qualified investors.
+
+    The consideration (转让对价) is what the transferee pays in all: units × price per unit, rounded half-up
+    to the fen (a gift states 0 for both). It joins the receiver's cost basis, which must stay within what
+    the register holds."""
     check_live(series)
     check_window(series, today)
     if cmd.units <= 0:
@@ -578,6 +595,14 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
     if cmd.price_per_unit < 0 or cmd.consideration_fen < 0:
         raise TermsInvalid("price and consideration are not negative", price_per_unit=str(cmd.price_per_unit),
                            consideration_fen=cmd.consideration_fen)
+    due = payment_due_fen(cmd.units, cmd.price_per_unit)
+    if due != cmd.consideration_fen:
+        raise ConsiderationMismatch(
+            f"{cmd.units} units at {cmd.price_per_unit} yuan per unit come to {due} fen, not {cmd.consideration_fen}",
+            units=cmd.units, price_per_unit=str(cmd.price_per_unit), consideration_fen=cmd.consideration_fen,
+            units_times_price_fen=due)
+    within("the receiver's cost basis (cost_fen)", receiver_cost_fen + cmd.consideration_fen,
+           account_id=cmd.to_account, cost_fen=receiver_cost_fen, consideration_fen=cmd.consideration_fen)
     if cmd.agreement_digest is not None and not _is_digest(cmd.agreement_digest):
         raise TermsInvalid("agreement_digest must be a SHA-256 digest", field="agreement_digest")
     check_can_send(sender)
@@ -658,6 +683,9 @@ def decide_exercise(series: SeriesFacts, cmd: Exercise, *, exercise_id: str, acc
     after = msgspec.structs.replace(balance, available=balance.available - cmd.units)
     amount = _q(Decimal(cmd.units) * series.entitlement_per_unit, AMOUNT_SCALE, ROUND_DOWN)
     terms = series.terms
+    due = within("the payment due on exercise (payment_due_fen)",
+                 payment_due_fen(cmd.units, terms.exercise_price_per_unit), units=cmd.units,
+                 exercise_price_per_unit=str(terms.exercise_price_per_unit))
     payee = ({"kind": "target", "id": series.target_uscc} if terms.issuer_kind == "target"
              else {"kind": "shareholder", "id": terms.issuing_shareholder_id})
     return [_event("warrant.exercised", {
@@ -665,7 +693,7 @@ def decide_exercise(series: SeriesFacts, cmd: Exercise, *, exercise_id: str, acc
         "investor_id": account.investor_id, "units": cmd.units, "amount": str(amount),
         "underlying": str(terms.underlying), "method": str(terms.exercise_method),
         "entitlement_per_unit": str(series.entitlement_per_unit),
-        "payment_due_fen": payment_due_fen(cmd.units, terms.exercise_price_per_unit), "payee": payee,
+        "payment_due_fen": due, "payee": payee,
         "before": _bal(balance), "after": _bal(after), "consumed_lots": consumed, "produced_lots": produced,
         "fully_exercised": series.units_outstanding == cmd.units,
     }, today)]

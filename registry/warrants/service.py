@@ -146,7 +146,8 @@ def transfer(code: str, cmd: domain.Transfer) -> Handler:
             holders_now=series.holders_now(), holders_ever=frozenset(series.holders_ever),
             sender_lots=series.sender_lots(cmd.from_account), today=today, basis=series.basis,
             interval_days=ctx.settings.holding_interval_trading_days,
-            t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed)
+            t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed,
+            receiver_cost_fen=series.costs.get(cmd.to_account, 0))
         stream = series_stream(code)
         await ctx.append(stream, await ctx.stream_version(stream), events)
         d = events[0].data
