@@ -244,7 +244,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     import asyncpg
     from tqdm import tqdm
 
-    from registry.eventlog.rebuild import rebuild
+    from registry.eventlog.rebuild import EventNotReplayable, rebuild
 
     settings = _settings(args)
 
@@ -255,6 +255,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 total = await conn.fetchval("SELECT count(*) FROM event")
                 with tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=args.quiet) as bar:
                     report = await rebuild(conn, apply=args.apply, progress=bar.update)
+            except EventNotReplayable as exc:
+                print(f"registry rebuild: {exc}; nothing changed", file=sys.stderr)
+                return 2
             finally:
                 await conn.close()
         for d in report.differences:
@@ -351,8 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", help="operator user id, the enterprise's USCC, or the investor id")
     p.add_argument("--hours", type=float, default=8.0, help="validity in hours (default 8)")
 
-    p = add("rebuild", "replay the whole log into empty projections and compare (exit 1 if they differ); "
-                       "--apply keeps the rebuilt ones", cmd_rebuild)
+    p = add("rebuild", "replay the whole log into empty projections and compare (exit 1 if they differ, 2 naming "
+                       "an event that cannot be replayed); --apply keeps the rebuilt ones", cmd_rebuild)
     p.add_argument("--apply", action="store_true", help="keep the rebuilt projections")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

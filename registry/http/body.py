@@ -26,7 +26,7 @@ def decode_body(body: bytes, type_: Any) -> Any:
     try:
         raw = msgspec.json.decode(body)
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"the body is not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}",
+        raise BadRequest(f"the body is not UTF-8: a string holds the byte {exc.object[exc.start]:#04x}",
                          where="body") from None
     except RecursionError:
         raise BadRequest(f"the body nests deeper than {fields.MAX_DEPTH} levels", where="body") from None
