@@ -28,6 +28,7 @@ from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
+from registry.http.body import StrictRequest
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.root import entrance
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         before_send=[add_request_id_header, add_page_headers],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictRequest,
         template_config=TEMPLATES,
         openapi_config=OpenAPIConfig(
             title="registry — 区域性股权市场登记系统",

@@ -281,7 +281,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     import asyncpg
     from tqdm import tqdm
 
-    from registry.eventlog.rebuild import rebuild
+    from registry.eventlog.rebuild import EventNotReplayable, rebuild
 
     settings = _settings(args)
 
@@ -292,6 +292,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 total = await conn.fetchval("SELECT count(*) FROM event")
                 with tqdm(total=total, unit="event", desc="replaying", file=sys.stderr, disable=args.quiet) as bar:
                     report = await rebuild(conn, apply=args.apply, progress=bar.update)
+            except EventNotReplayable as exc:
+                print(f"registry rebuild: {exc}; nothing changed", file=sys.stderr)
+                return 2
             finally:
                 await conn.close()
         for d in report.differences:
@@ -472,7 +475,8 @@ def add_token(commands: Commands) -> None:
 
 def add_rebuild(commands: Commands) -> None:
     p = _command(commands, "rebuild", "replay the whole log into empty projections and compare (exit 1 if they "
-                                      "differ); --apply keeps the rebuilt ones", cmd_rebuild)
+                                      "differ, 2 naming an event that cannot be replayed); --apply keeps the "
+                                      "rebuilt ones", cmd_rebuild)
     p.add_argument("--apply", action="store_true", help="keep the rebuilt projections")
     _quiet(p)
 

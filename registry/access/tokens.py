@@ -94,13 +94,21 @@ class TokenService:
                                 options={"require": ["exp", "iat", "sub", "iss"]})
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):  # e.g. an `exp` of 1e400
             raise Unauthenticated("the token is not valid") from None
-        role = claims.get("role")
-        if role not in Role.__members__ or not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise Unauthenticated("the token names no valid role and subject")
-        identity = Identity(subject=claims["sub"], role=Role(role))
+        identity = _identity(claims)
         if len(self._verified) >= self.VERIFIED_CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (identity, float(claims["exp"]))
         return identity
+
+
+def _identity(claims: dict[str, object]) -> Identity:
+    """The caller a signed token names: a `role` that is one of the four roles' names and a `sub` that is
+    an identifier (a string of 1 to 64 characters without spaces or control characters); anything else
+    — a list, an object, a number — is a token that names no one."""
+    role, subject = claims.get("role"), claims.get("sub")
+    if not (isinstance(role, str) and role in Role.__members__ and isinstance(subject, str)
+            and 0 < len(subject) <= 64 and subject.isprintable() and not any(c.isspace() for c in subject)):
+        raise Unauthenticated("the token names no valid role and subject")
+    return Identity(subject=subject, role=Role(role))

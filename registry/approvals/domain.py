@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from registry.errors import Conflict, Forbidden, NotFound, RuleViolation
+from registry.fields import Identifier, Reason
 from registry.eventlog.model import NewEvent
 
 
@@ -26,14 +27,15 @@ class ApprovalState(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RequestApproval(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    action: str
+    action: Identifier
     """What should happen once approved, e.g. `calendar.publish`."""
     payload: dict[str, Any]
-    reason: str
+    """The action's own request, held to that action's types when it is requested."""
+    reason: Reason
 
 
 class Decide(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    reason: str = ""
+    reason: Reason = ""
 
 
 class UnknownAction(RuleViolation):

@@ -12,6 +12,7 @@ import msgspec
 from registry.approvals import domain, projection  # noqa: F401 - projection registers the projectors
 from registry.approvals.domain import ApprovalNotFound, ApprovalState, ApprovalStatus, PayloadInvalid
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
+from registry.fields import FieldInvalid, decode
 
 Execute = Callable[[WriteContext, Any, str], Awaitable[dict[str, Any]]]
 """Runs an approved action: (context, payload, approval id) → outcome."""
@@ -82,9 +83,9 @@ async def list_approvals(conn: asyncpg.Connection, *, after: str | None, limit: 
 
 def _payload(action: ApprovableAction, payload: dict[str, Any]) -> Any:
     try:
-        value = msgspec.convert(payload, action.payload_type)
-    except msgspec.ValidationError as exc:
-        raise PayloadInvalid(f"payload for {action.name}: {exc}", action=action.name) from None
+        value = decode(payload, action.payload_type)
+    except FieldInvalid as exc:
+        raise PayloadInvalid(f"payload for {action.name}: {exc}", action=action.name, field=exc.path) from None
     if action.precheck is not None:
         action.precheck(value)
     return value
@@ -94,7 +95,9 @@ def request_approval(cmd: domain.RequestApproval) -> Handler:
     async def handler(ctx: WriteContext) -> dict[str, Any]:
         approval_id = f"APR{ctx.next_position:08d}"
         events = domain.decide_request(approval_id, ctx.meta.actor, cmd, set(ACTIONS))
-        _payload(ACTIONS[cmd.action], cmd.payload)  # refuse a bad payload now, not at approval time
+        # a bad payload is refused now, not at approval time; the log keeps it in its one canonical spelling
+        payload = msgspec.to_builtins(_payload(ACTIONS[cmd.action], cmd.payload))
+        events = [msgspec.structs.replace(e, data={**e.data, "payload": payload}) for e in events]
         await ctx.append(approval_stream(approval_id), NO_STREAM, events)
         return msgspec.to_builtins(await get_approval(ctx.conn, approval_id))
     return handler

@@ -81,9 +81,9 @@ class CalendarEdit(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
 
     first_day: date
     last_day: date
-    trading_days: tuple[date, ...]
-    """Strictly ascending, each within [first_day, last_day]."""
-    reason: Annotated[str, msgspec.Meta(min_length=1)]
+    trading_days: Annotated[tuple[date, ...], msgspec.Meta(max_length=3660)]
+    """Strictly ascending, each within [first_day, last_day] (ten years of days at most)."""
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, extra={"text": "prose"})]
     """Why: e.g. "国务院办公厅关于2027年部分节假日安排的通知" or the seed's source."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from registry.eventlog.model import CanonicalEvent, StoredEvent
+from registry.eventlog.model import CanonicalEvent, EventMeta, StoredEvent
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder(CanonicalEvent)
@@ -75,10 +75,34 @@ def _check_carefully(value: Any, path: str) -> None:
         raise NotCanonical(f"{path}: {type(value).__name__} is not allowed in event data")
 
 
-def stored(canonical: bytes, hash_: bytes) -> StoredEvent:
-    e = decode(canonical)
+STORED_COLUMNS = ("position, stream_id, stream_version, event_type, schema_version, actor, recorded_at, "
+                  "effective_date, prev_hash, canonical, hash")
+"""What `stored` reads from an event row."""
+
+
+def stored(row: Any) -> StoredEvent:
+    """An event row (STORED_COLUMNS) as read back; a row whose bytes do not decode is flagged, never an error."""
+    raw, hash_ = bytes(row["canonical"]), bytes(row["hash"]).hex()
+    try:
+        e = decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        return StoredEvent(
+            position=row["position"], stream=row["stream_id"], version=row["stream_version"], type=row["event_type"],
+            schema=row["schema_version"], data={}, meta=EventMeta(actor=row["actor"], role="", command=""),
+            recorded_at=row["recorded_at"], effective_date=row["effective_date"], prev_hash=bytes(row["prev_hash"]).hex(),
+            hash=hash_, malformed=f"the stored bytes are not an event document: {malformed_reason(exc)}",
+            canonical_text=raw.decode("utf-8", "backslashreplace"))
     return StoredEvent(
         position=e.position, stream=e.stream, version=e.version, type=e.type, schema=e.schema,
         data=e.data, meta=e.meta, recorded_at=e.recorded_at, effective_date=e.effective_date,
-        prev_hash=e.prev_hash, hash=hash_.hex(),
+        prev_hash=e.prev_hash, hash=hash_,
     )
+
+
+def malformed_reason(exc: BaseException) -> str:
+    """One line saying why bytes did not decode as an event document."""
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8"
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__

@@ -46,8 +46,13 @@ class CanonicalEvent(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     prev_hash: str
 
 
-class StoredEvent(msgspec.Struct, kw_only=True, frozen=True):
-    """An event as read back: the canonical document plus its hash."""
+class StoredEvent(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """An event as read back: the canonical document plus its hash.
+
+    An event whose stored bytes are not a well-formed event document (only someone writing to the table
+    as its owner could put one there) is still shown: its columns, empty data, `malformed` saying what is
+    wrong, and `canonical_text`, its bytes as text (bytes that are not UTF-8 as `\\x..` escapes).
+    """
 
     position: int
     stream: str
@@ -60,3 +65,5 @@ class StoredEvent(msgspec.Struct, kw_only=True, frozen=True):
     effective_date: dt.date | None
     prev_hash: str
     hash: str
+    malformed: str | None = None
+    canonical_text: str | None = None

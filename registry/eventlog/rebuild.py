@@ -38,6 +38,38 @@ class _Rollback(Exception):
     pass
 
 
+class EventNotReplayable(Exception):
+    """An event in the log cannot be replayed: its bytes are not an event document, or its data is not the
+    shape its type's projector reads. Only someone writing to the table as its owner could have put it
+    there; the rebuild stops at it and changes nothing."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"event {position} cannot be replayed: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+_UNPROJECTABLE = (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError,
+                  asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+"""What a projector raises on data of the wrong shape (a missing key, a string for a number, ...)."""
+
+
+async def _replay(conn: asyncpg.Connection, position: int, raw: bytes) -> None:
+    try:
+        e = canonical.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        raise EventNotReplayable(position, "its stored bytes are not an event document: "
+                                           f"{canonical.malformed_reason(exc)}") from None
+    try:
+        await projection.apply(conn, EventRecord(
+            position=e.position, stream=e.stream, type=e.type, data=e.data, actor=e.meta.actor,
+            recorded_at=e.recorded_at, effective_date=e.effective_date))
+    except _UNPROJECTABLE as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:300]
+        raise EventNotReplayable(position, f"its {e.type} data cannot be projected ({type(exc).__name__}: "
+                                           f"{detail})") from None
+
+
 async def _parents_first(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
     """The projection tables ordered so that a table comes after every table it references."""
     rows = await conn.fetch(
@@ -58,7 +90,8 @@ async def rebuild(conn: asyncpg.Connection, *, apply: bool = False,
                   progress: Callable[[int], None] | None = None) -> RebuildReport:
     """Replay the log into empty projections in one transaction; keep the result only if `apply`.
 
-    Run it while no command is being written (the writer's lock is taken, so writers wait).
+    Run it while no command is being written (the writer's lock is taken, so writers wait). An event that
+    cannot be replayed raises EventNotReplayable naming its position, and nothing changes.
     """
     tables = list(PROJECTION_TABLES)
     report: RebuildReport | None = None
@@ -75,10 +108,7 @@ async def rebuild(conn: asyncpg.Connection, *, apply: bool = False,
                 rows = await conn.fetch("SELECT position, canonical FROM event WHERE position > $1 "
                                         "ORDER BY position LIMIT $2", position, BATCH)
                 for row in rows:
-                    e = canonical.decode(bytes(row["canonical"]))
-                    await projection.apply(conn, EventRecord(
-                        position=e.position, stream=e.stream, type=e.type, data=e.data, actor=e.meta.actor,
-                        recorded_at=e.recorded_at, effective_date=e.effective_date))
+                    await _replay(conn, row["position"], bytes(row["canonical"]))
                 events += len(rows)
                 if progress is not None:
                     progress(len(rows))

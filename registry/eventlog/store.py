@@ -34,13 +34,13 @@ async def read_events(conn: asyncpg.Connection, *, after: int | None = None, str
                       limit: int = 100) -> list[StoredEvent]:
     """Events with position > `after`, in log order, filtered by stream, type, actor and recorded time."""
     rows = await conn.fetch(
-        "SELECT canonical, hash FROM event WHERE position > $1 "
+        f"SELECT {canonical.STORED_COLUMNS} FROM event WHERE position > $1 "
         "AND ($2::text IS NULL OR stream_id = $2) AND ($3::text IS NULL OR event_type = $3) "
         "AND ($4::text IS NULL OR actor = $4) AND ($5::timestamptz IS NULL OR recorded_at >= $5) "
         "AND ($6::timestamptz IS NULL OR recorded_at < $6) ORDER BY position LIMIT $7",
         -1 if after is None else after, stream, event_type, actor, since, until, limit,
     )
-    return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
+    return [canonical.stored(r) for r in rows]
 
 
 SCAN_LIMIT = 5_000

@@ -16,6 +16,6 @@ from registry.eventlog.model import StoredEvent
 async def stream_events(conn: asyncpg.Connection, stream: str, upto: int | None = None) -> list[StoredEvent]:
     """Every event of `stream` with position ≤ `upto` (all of them when None), in log order."""
     rows = await conn.fetch(
-        "SELECT canonical, hash FROM event WHERE stream_id = $1 AND ($2::bigint IS NULL OR position <= $2) "
+        f"SELECT {canonical.STORED_COLUMNS} FROM event WHERE stream_id = $1 AND ($2::bigint IS NULL OR position <= $2) "
         "ORDER BY position", stream, upto)
-    return [canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows]
+    return [canonical.stored(r) for r in rows]

@@ -20,6 +20,7 @@ from typing import Annotated
 import msgspec
 
 from registry.errors import Conflict, RuleViolation
+from registry.fields import MAX_FEN, RATIO_PLACES, Digest, Identifier, Position, Reference, is_canonical_decimal
 from registry.parties.domain import SpecialisedLevel
 
 # -- stages and moves -----------------------------------------------------------------------
@@ -373,16 +374,22 @@ class FileFact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """File one fact about an enterprise. A correction is a new filing for the same fact and period."""
 
     name: FactName
-    value: int | bool | str
-    """Money in fen and counts as integers; ratios as decimal strings ("0.08"); flags as booleans."""
-    fiscal_period: str
-    source_document_digest: str
-    corrects: Annotated[int, msgspec.Meta(le=2**63 - 1)] | None = None
+    value: Annotated[int, msgspec.Meta(ge=-MAX_FEN, le=MAX_FEN)] | bool | Reference
+    """Money in fen and counts as integers (at most 10^18 either way); ratios as canonical decimal strings
+    ("0.08", at most 8 places); flags as booleans; words from the fact's vocabulary."""
+    fiscal_period: Identifier
+    source_document_digest: Digest
+    corrects: Position | None = None
     """The position of the filing this one corrects, if any (for the record: the latest filing wins anyway).
     A log position, so a PostgreSQL bigint: a larger number is a malformed request."""
 
     def __post_init__(self) -> None:
-        if problems := _fact_problems(self.name, self.value, self.fiscal_period, self.source_document_digest):
+        problems = _fact_problems(self.name, self.value, self.fiscal_period, self.source_document_digest)
+        if (FACTS[self.name].kind is FactKind.ratio and isinstance(self.value, str) and not problems
+                and not is_canonical_decimal(self.value, RATIO_PLACES)):
+            problems.append(f"{self.name} is written as ASCII digits with at most {RATIO_PLACES} places, "
+                            f"e.g. \"0.08\", got {self.value!r}")
+        if problems:
             raise InvalidFact("; ".join(problems), fact=str(self.name), problems=problems)
 
 

@@ -23,6 +23,7 @@ from registry.clock import business_date
 from registry.errors import RegistryError
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import Handler, Idempotency, WriteContext
+from registry.fields import DocumentText, Identifier, Reason
 from registry.listing import projection  # noqa: F401 - projection registers the projectors
 from registry.listing.domain import (
     DEFAULT_BOARD_PREFIXES,
@@ -373,19 +374,19 @@ class MoveRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     """Ask to move an enterprise (移板/转层); a second operator's approval carries it out."""
 
     to_stage: Stage
-    reason: str
-    override_reason: str | None = None
+    reason: Reason
+    override_reason: Reason | None = None
     """Required when the move fails its criteria: why it should happen anyway (shown to regulators)."""
 
 
 class MovePayload(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The approval's payload: the stage the request was decided on, so a stale approval is refused."""
 
-    uscc: str
+    uscc: Identifier
     from_stage: Stage | None
     to_stage: Stage
-    reason: str
-    override_reason: str | None = None
+    reason: Reason
+    override_reason: Reason | None = None
 
 
 def _precheck_move(p: MovePayload) -> None:
@@ -527,8 +528,8 @@ async def stage_view(conn: asyncpg.Connection, uscc: str) -> StageView:
 class PublishRulebook(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A new rulebook version as TOML text (the shipped files' format), and why it is published."""
 
-    text: str
-    reason: str
+    text: DocumentText
+    reason: Reason
 
 
 def _precheck_publication(p: PublishRulebook) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from registry.errors import Conflict, NotFound, RuleViolation
+from registry.fields import Count, Digest, Fen, Identifier, Name, Reason, Reference, SignedFen
 from registry.eventlog.model import NewEvent
 from registry.parties.qualification import (
     Assessment,
@@ -148,54 +149,54 @@ class QualificationAlreadyRevoked(RuleViolation):
 
 
 class RegisterEnterprise(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    uscc: str
-    name: str
+    uscc: Identifier
+    name: Name
     legal_form: LegalForm
-    registered_capital_fen: int
-    industry: str
+    registered_capital_fen: Fen
+    industry: Name
     specialised_level: SpecialisedLevel = SpecialisedLevel.none
 
 
 class RegisterInvestor(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     kind: InvestorKind
-    name: str
-    identity_document_digest: str
+    name: Name
+    identity_document_digest: Digest
     """SHA-256 of the ID card or business licence copy; the registry keeps digests, not documents."""
 
 
 class OpenAccount(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     kind: AccountKind = AccountKind.ordinary
-    beneficial_owners: list[str] = []
+    beneficial_owners: Annotated[list[Identifier], msgspec.Meta(max_length=200)] = []
 
 
 class FreezeAccount(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     basis: FreezeBasis
-    document_ref: str
-    document_digest: str | None = None
-    reason: str
+    document_ref: Reference
+    document_digest: Digest | None = None
+    reason: Reason
 
 
 class ThawAccount(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    document_ref: str
-    reason: str
+    document_ref: Reference
+    reason: Reason
 
 
 class CloseAccount(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    reason: str
+    reason: Reason
 
 
 class QualificationFigures(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The evidenced figures the thresholds are tested against (money in fen)."""
 
-    financial_assets_fen: int | None = None
-    average_income_3y_fen: int | None = None
-    investment_experience_years: int | None = None
-    net_assets_fen: int | None = None
+    financial_assets_fen: Fen | None = None
+    average_income_3y_fen: Fen | None = None
+    investment_experience_years: Count | None = None
+    net_assets_fen: SignedFen | None = None
 
 
 class GrantQualification(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     category: QualificationCategory
-    evidence_digest: str
+    evidence_digest: Digest
     valid_from: dt.date
     valid_until: dt.date | None = None
     figures: QualificationFigures | None = None
@@ -216,7 +217,7 @@ class FiguresRequired(RuleViolation):
 
 class RevokeQualification(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     revoked_on: dt.date
-    reason: str
+    reason: Reason
 
 
 # -- state ----------------------------------------------------------------------------------

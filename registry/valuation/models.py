@@ -39,12 +39,13 @@ from decimal import (
     localcontext,
 )
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import QuantLib as ql
 
 from registry.errors import InternalError, RuleViolation
+from registry.fields import Digest, Reference
 
 MODEL_VERSION = "1"
 """Bump whenever a change could alter any output figure for the same inputs."""
@@ -289,13 +290,13 @@ class InputSources(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     underlying_basis: UnderlyingBasis
     underlying_basis_date: date
     """Date of the round, the backsolve's calibration round, or the report."""
-    underlying_document_digest: str | None = None
+    underlying_document_digest: Digest | None = None
     """SHA-256 of the report or round agreement; required for an independent report."""
-    volatility_peers: tuple[str, ...]
+    volatility_peers: Annotated[tuple[Reference, ...], msgspec.Meta(max_length=100)]
     """Listed comparables (e.g. "430047.BJ", "688001.SH") whose volatility was used."""
-    volatility_method: str
+    volatility_method: Reference
     """How it was measured, e.g. "median of 3-year daily log-return volatility"."""
-    risk_free_source: str
+    risk_free_source: Reference
     """E.g. "ChinaBond CGB 3-year yield 2025-06-30, 1.45% annual → continuous"."""
 
 

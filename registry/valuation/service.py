@@ -20,6 +20,7 @@ from registry.errors import BadRequest, NotFound, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import Handler, WriteContext
+from registry.fields import Figure, Whole
 from registry.parties.service import get_investor, new_id
 from registry.valuation import projection  # noqa: F401 - projection registers the projector
 from registry.valuation.models import (
@@ -78,19 +79,19 @@ class ValueSeries(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     expiry, units outstanding, whether exercise creates shares) come from the register, not the caller."""
 
     valuation_date: dt.date
-    underlying_price: Decimal
+    underlying_price: Figure
     """Value per share (or per yuan of registered capital) of the target; its basis is in `sources`."""
-    volatility: Decimal
+    volatility: Figure
     """Annual, as a fraction; its peers and method are in `sources`."""
-    risk_free_rate: Decimal
+    risk_free_rate: Figure
     """Continuously compounded, annual, as a fraction; its source is in `sources`."""
-    dividend_yield: Decimal = Decimal(0)
-    shares_outstanding: int
+    dividend_yield: Figure = Decimal(0)
+    shares_outstanding: Whole
     """Shares (or yuan of capital) in issue before any of this series is exercised."""
     style: Style
     """"european" (Black–Scholes–Merton) or "american" (binomial lattice, exercisable from the series'
     valid_from)."""
-    lattice_steps: int = 1000
+    lattice_steps: Whole = 1000
     dlom_method: DlomMethod | None = None
     liquidity_date: dt.date | None = None
     sources: InputSources

@@ -18,6 +18,7 @@ from registry.clock import business_date
 from registry.errors import Forbidden
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
+from registry.fields import Identifier, Reason
 from registry.http.commands import run_command, with_etag
 from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
 from registry.warrants import domain, service
@@ -32,7 +33,7 @@ AtPosition = Annotated[int | None, QueryParameter(description="log position: sta
 
 class Proposal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     terms: domain.SeriesTerms
-    reason: str
+    reason: Reason
 
 
 async def _ensure_series_visible(request: Request, code: str) -> None:
@@ -188,7 +189,7 @@ class WarrantSeriesController(Controller):
 
 
 class AccountRef(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    account_id: str
+    account_id: Identifier
 
 
 class EnterpriseWarrantController(Controller):

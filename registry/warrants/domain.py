@@ -17,6 +17,8 @@ import msgspec
 
 from registry.errors import Conflict, NotFound, RuleViolation
 from registry.eventlog.model import NewEvent
+from registry.fields import (MAX_FEN, MAX_UNITS, Count, Digest, Factor, Fen, Identifier, Name, Price, Ratio, Reason,
+                             Reference, ShareAmount, Uri, Units, within)
 
 ENTITLEMENT_SCALE = Decimal("0.00000001")   # shares (or yuan of capital) per unit: 8 dp
 PRICE_SCALE = Decimal("0.000001")           # yuan per share: 6 dp
@@ -24,12 +26,7 @@ AMOUNT_SCALE = Decimal("0.0001")            # shares or yuan of capital on the r
 LEGAL_HOLDER_CAP = 200
 MAX_FIGURE = Decimal("1e12")                # no price, ratio, entitlement or share amount reaches 10^12
 MIN_FIGURE = Decimal("1e-12")               # nor is a non-zero one finer than 10^-12
-MAX_UNITS = 10**12                          # units one allocation issues
-MAX_FEN = 2**63 - 1                         # what the register's bigint columns hold
 _WIDE = Context(prec=80)                    # rounding to a stated scale never runs out of digits
-
-Units = Annotated[int, msgspec.Meta(le=MAX_UNITS)]
-Fen = Annotated[int, msgspec.Meta(le=MAX_FEN)]
 
 
 # -- vocabulary -----------------------------------------------------------------------------
@@ -89,6 +86,13 @@ class HolderCapBasis(StrEnum):
 class TermsInvalid(RuleViolation):
     code = "warrant.terms_invalid"
     title = "The series' terms are not valid"
+
+
+class ConsiderationMismatch(RuleViolation):
+    """转让对价: the consideration is units × the agreed price per unit, rounded half-up to the fen."""
+
+    code = "warrant.consideration_mismatch"
+    title = "The consideration is not the units times the price per unit"
 
 
 class SeriesNotFound(NotFound):
@@ -215,15 +219,15 @@ def check_figures(struct: msgspec.Struct) -> None:
 
 
 class Document(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    name: str
-    sha256: str
-    uri: str | None = None
+    name: Name
+    sha256: Digest
+    uri: Uri | None = None
 
 
 class Allocation(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    account_id: str
+    account_id: Identifier
     units: Units
-    subscription_price_per_unit: Decimal = Decimal("0")
+    subscription_price_per_unit: Price = Decimal("0")
     """What the holder paid per unit at issuance (often 0 for warrants granted with a loan)."""
 
     def __post_init__(self) -> None:
@@ -233,51 +237,55 @@ class Allocation(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 class SeriesTerms(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The issuance plan (非公开发行认股权方案)."""
 
-    target_uscc: str
-    name: str
-    issuer_kind: str = "target"
+    target_uscc: Identifier
+    name: Name
+    issuer_kind: Identifier = "target"
     """`target` (the company itself; exercise is 增资) or `shareholder` (exercise buys its equity)."""
-    issuing_shareholder_id: str | None = None
+    issuing_shareholder_id: Identifier | None = None
     underlying: Underlying
-    entitlement_per_unit: Decimal
+    entitlement_per_unit: Ratio
     """Shares (or yuan of registered capital) one unit entitles to."""
-    exercise_price_per_unit: Decimal
+    exercise_price_per_unit: Price
     """Yuan payable per unit exercised."""
     valid_from: dt.date
     valid_until: dt.date
     exercise_method: ExerciseMethod
-    transfer_modes: list[TransferMode]
-    max_holders: int = LEGAL_HOLDER_CAP
+    transfer_modes: Annotated[list[TransferMode], msgspec.Meta(max_length=len(TransferMode))]
+    max_holders: Count = LEGAL_HOLDER_CAP
     anti_dilution: AntiDilution = AntiDilution.none
-    documents: list[Document] = []
-    allocations: list[Allocation]
+    documents: Annotated[list[Document], msgspec.Meta(max_length=100)] = []
+    allocations: Annotated[list[Allocation], msgspec.Meta(max_length=10 * LEGAL_HOLDER_CAP)]
 
     def __post_init__(self) -> None:
         check_figures(self)
 
 
 class Transfer(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    from_account: str
-    to_account: str
-    units: int
+    """转让 of `units` to one named counterparty. `consideration_fen` (转让对价) is the total the transferee
+    pays, in fen; `price_per_unit` is the agreed price per unit in yuan, and the two must agree: units ×
+    price, rounded half-up to the fen, is the consideration (a gift states a price and consideration of 0)."""
+
+    from_account: Identifier
+    to_account: Identifier
+    units: Units
     mode: TransferMode
-    price_per_unit: Decimal
+    price_per_unit: Price
     consideration_fen: Fen
-    agreement_digest: str | None = None
+    agreement_digest: Digest | None = None
 
     def __post_init__(self) -> None:
         check_figures(self)
 
 
 class BalanceChange(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    units: int
-    document_ref: str
-    reason: str
+    units: Units
+    document_ref: Reference
+    reason: Reason
 
 
 class Exercise(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    account_id: str
-    units: int
+    account_id: Identifier
+    units: Units
 
 
 class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -291,11 +299,11 @@ class Adjustment(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
 
     kind: AdjustmentKind
     effective_date: dt.date
-    reason: str
-    ratio: Decimal | None = None
-    new_issue_price: Decimal | None = None
-    shares_outstanding_before: Decimal | None = None
-    new_shares_issued: Decimal | None = None
+    reason: Reason
+    ratio: Factor | None = None
+    new_issue_price: Price | None = None
+    shares_outstanding_before: ShareAmount | None = None
+    new_shares_issued: ShareAmount | None = None
 
     def __post_init__(self) -> None:
         check_figures(self)
@@ -378,6 +386,12 @@ def payment_due_fen(units: int, price_per_unit: Decimal) -> int:
     return int(_q(Decimal(units) * price_per_unit * 100, Decimal("1"), ROUND_HALF_UP))
 
 
+def cost_after_leaving(cost_fen: int, units_leaving: int, units_before: int) -> int:
+    """持仓成本 once units leave a holding (sold or exercised): they take their share of its cost, rounded
+    down, and the units that stay keep the rest."""
+    return cost_fen - cost_fen * units_leaving // units_before if units_before > 0 else cost_fen
+
+
 def _event(type_: str, data: dict[str, Any], effective_date: dt.date | None = None) -> NewEvent:
     return NewEvent(type=type_, data=msgspec.to_builtins(data, order="sorted"), effective_date=effective_date)
 
@@ -426,6 +440,8 @@ def check_terms(terms: SeriesTerms, *, legal_form: str, today: dt.date) -> None:
     if any(a.subscription_price_per_unit < 0 for a in terms.allocations):
         problems.append("subscription prices are not negative")
     units = sum(a.units for a in terms.allocations)
+    if units > MAX_UNITS:
+        problems.append(f"the allocations issue {units} units; a series issues at most {MAX_UNITS}")
     if units * terms.exercise_price_per_unit * 100 > MAX_FEN or any(
             a.units * a.subscription_price_per_unit * 100 > MAX_FEN for a in terms.allocations):
         problems.append(f"the payments for the units exceed what the register records ({MAX_FEN} fen)")
@@ -465,6 +481,8 @@ def decide_register(code: str, terms: SeriesTerms, accounts: dict[str, AccountFa
     holders = frozenset().union(*(accounts[a.account_id].holders for a in terms.allocations))
     check_holder_cap(len(holders), terms.max_holders, basis)
     units = sum(a.units for a in terms.allocations)
+    if units > MAX_UNITS:
+        problems.append(f"the allocations issue {units} units; a series issues at most {MAX_UNITS}")
     terms_data = msgspec.to_builtins(terms)
     events = [_event("warrant.series_registered", {
         "code": code, "approval_id": approval_id, "terms": terms_data, "units_issued": units,
@@ -559,8 +577,12 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
                     receiver: AccountFacts, sender_balance: Balance, receiver_balance: Balance,
                     sender_interval: IntervalFacts, receiver_interval: IntervalFacts, holders_now: frozenset[str],
                     holders_ever: frozenset[str], sender_lots: list[Lot], today: dt.date, basis: HolderCapBasis,
-                    interval_days: int, t_plus_allowed: bool) -> list[NewEvent]:
-    """转让: bilateral, one named counterparty, in an allowed mode, between qualified investors."""
+                    interval_days: int, t_plus_allowed: bool, receiver_cost_fen: int) -> list[NewEvent]:
+    """转让: bilateral, one named counterparty, in an allowed mode, between qualified investors.
+
+    The consideration (转让对价) is what the transferee pays in all: units × price per unit, rounded half-up
+    to the fen (a gift states 0 for both). It joins the receiver's cost basis, which must stay within what
+    the register holds."""
     check_live(series)
     check_window(series, today)
     if cmd.units <= 0:
@@ -573,6 +595,14 @@ def decide_transfer(series: SeriesFacts, cmd: Transfer, *, transfer_id: str, sen
     if cmd.price_per_unit < 0 or cmd.consideration_fen < 0:
         raise TermsInvalid("price and consideration are not negative", price_per_unit=str(cmd.price_per_unit),
                            consideration_fen=cmd.consideration_fen)
+    due = payment_due_fen(cmd.units, cmd.price_per_unit)
+    if due != cmd.consideration_fen:
+        raise ConsiderationMismatch(
+            f"{cmd.units} units at {cmd.price_per_unit} yuan per unit come to {due} fen, not {cmd.consideration_fen}",
+            units=cmd.units, price_per_unit=str(cmd.price_per_unit), consideration_fen=cmd.consideration_fen,
+            units_times_price_fen=due)
+    within("the receiver's cost basis (cost_fen)", receiver_cost_fen + cmd.consideration_fen,
+           account_id=cmd.to_account, cost_fen=receiver_cost_fen, consideration_fen=cmd.consideration_fen)
     if cmd.agreement_digest is not None and not _is_digest(cmd.agreement_digest):
         raise TermsInvalid("agreement_digest must be a SHA-256 digest", field="agreement_digest")
     check_can_send(sender)
@@ -653,6 +683,9 @@ def decide_exercise(series: SeriesFacts, cmd: Exercise, *, exercise_id: str, acc
     after = msgspec.structs.replace(balance, available=balance.available - cmd.units)
     amount = _q(Decimal(cmd.units) * series.entitlement_per_unit, AMOUNT_SCALE, ROUND_DOWN)
     terms = series.terms
+    due = within("the payment due on exercise (payment_due_fen)",
+                 payment_due_fen(cmd.units, terms.exercise_price_per_unit), units=cmd.units,
+                 exercise_price_per_unit=str(terms.exercise_price_per_unit))
     payee = ({"kind": "target", "id": series.target_uscc} if terms.issuer_kind == "target"
              else {"kind": "shareholder", "id": terms.issuing_shareholder_id})
     return [_event("warrant.exercised", {
@@ -660,7 +693,7 @@ def decide_exercise(series: SeriesFacts, cmd: Exercise, *, exercise_id: str, acc
         "investor_id": account.investor_id, "units": cmd.units, "amount": str(amount),
         "underlying": str(terms.underlying), "method": str(terms.exercise_method),
         "entitlement_per_unit": str(series.entitlement_per_unit),
-        "payment_due_fen": payment_due_fen(cmd.units, terms.exercise_price_per_unit), "payee": payee,
+        "payment_due_fen": due, "payee": payee,
         "before": _bal(balance), "after": _bal(after), "consumed_lots": consumed, "produced_lots": produced,
         "fully_exercised": series.units_outstanding == cmd.units,
     }, today)]

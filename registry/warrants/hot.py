@@ -24,7 +24,7 @@ from registry.eventlog.projection import EventRecord
 from registry.eventlog.writer import WriteContext
 from registry.parties.domain import AccountNotFound
 from registry.parties.qualification import QualificationCategory, QualificationStatus, is_qualified
-from registry.warrants.domain import AccountFacts, Balance, HolderCapBasis, Lot, SeriesFacts
+from registry.warrants.domain import AccountFacts, Balance, HolderCapBasis, Lot, SeriesFacts, cost_after_leaving
 
 SERIES = "warrant-series"
 ACCOUNT = "account"
@@ -35,13 +35,15 @@ CALENDAR = ("calendar",)
 class HotSeries:
     """One series as its transfers need it; `apply_transfer` mirrors the transfer projection (registry.warrants.projection)."""
 
-    __slots__ = ("facts", "basis", "balances", "account_holders", "holder_accounts", "holders_ever", "lots",
-                 "intervals")
+    __slots__ = ("facts", "basis", "balances", "costs", "account_holders", "holder_accounts", "holders_ever",
+                 "lots", "intervals")
 
     def __init__(self, facts: SeriesFacts, basis: HolderCapBasis) -> None:
         self.facts = facts
         self.basis = basis
         self.balances: dict[str, Balance] = {}
+        self.costs: dict[str, int] = {}
+        """Account → cost basis in fen (持仓成本), so a transfer can refuse one that would overflow it."""
         self.account_holders: dict[str, tuple[str, ...]] = {}
         self.holder_accounts: dict[str, int] = {}
         """Holder → accounts holding units that look through to it (the holders now are its keys)."""
@@ -78,6 +80,8 @@ class HotSeries:
 
     def apply_transfer(self, d: dict[str, Any], position: int, day: dt.date | None) -> None:
         sender, receiver = d["from_account"], d["to_account"]
+        self.costs[sender] = cost_after_leaving(self.costs.get(sender, 0), d["units"], sum(d["from_before"].values()))
+        self.costs[receiver] = self.costs.get(receiver, 0) + d["consideration_fen"]
         self.set_holding(sender, _balance(d["from_after"]), self.account_holders.get(sender, ()))
         self.set_holding(receiver, _balance(d["to_after"]), tuple(d["receiver_holders"]))
         self.holders_ever.update(d["receiver_holders"])
@@ -102,10 +106,11 @@ async def _load_series(conn: asyncpg.Connection, code: str) -> HotSeries:
     facts = await series_facts(conn, code)
     hot = HotSeries(facts, HolderCapBasis(
         await conn.fetchval("SELECT holder_cap_basis FROM warrant_series WHERE code = $1", code)))
-    for r in await conn.fetch("SELECT account_id, available, pledged, frozen, holders FROM holding "
+    for r in await conn.fetch("SELECT account_id, available, pledged, frozen, holders, cost_fen FROM holding "
                               "WHERE series_code = $1", code):
         hot.set_holding(r["account_id"], Balance(available=r["available"], pledged=r["pledged"], frozen=r["frozen"]),
                         tuple(r["holders"]))
+        hot.costs[r["account_id"]] = r["cost_fen"]
     for r in await conn.fetch("SELECT lot_id, account_id, units, parent, origin, created_position FROM warrant_lot "
                               "WHERE series_code = $1 AND active", code):
         hot.add_lot(Lot(lot_id=r["lot_id"], account_id=r["account_id"], units=r["units"], parent=r["parent"],

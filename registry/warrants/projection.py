@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 
 from registry.eventlog.projection import EventRecord, projection_tables, projects, projects_in_batches
+from registry.warrants.domain import cost_after_leaving
 
 projection_tables("warrant_series", "holding", "series_holder_ever", "warrant_lot", "trade_interval",
                   "warrant_exercise", "share_register")
@@ -135,9 +136,7 @@ async def transferred_together(conn: asyncpg.Connection, events: list[EventRecor
         d, code = e.data, e.data["code"]
         sender = rows.get((code, d["from_account"]))
         if sender is not None:
-            before_total = sum(d["from_before"].values())
-            if before_total > 0:
-                sender.cost -= sender.cost * d["units"] // before_total
+            sender.cost = cost_after_leaving(sender.cost, d["units"], sum(d["from_before"].values()))
             sender.set_balance(d["from_after"], e.position)
             changed[(code, d["from_account"])] = sender
         receiver = rows.get((code, d["to_account"]))

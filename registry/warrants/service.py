@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -16,6 +16,7 @@ from registry.errors import Conflict, Forbidden, RuleViolation
 from registry.eventlog import canonical
 from registry.eventlog.model import NewEvent
 from registry.eventlog.writer import NO_STREAM, Handler, WriteContext
+from registry.fields import Identifier, Name, Reason, ShareAmount
 from registry.parties.domain import EnterpriseNotFound
 from registry.parties.service import enterprise_stream
 from registry.warrants import domain, hot, projection  # noqa: F401 - projection registers the projectors
@@ -145,7 +146,8 @@ def transfer(code: str, cmd: domain.Transfer) -> Handler:
             holders_now=series.holders_now(), holders_ever=frozenset(series.holders_ever),
             sender_lots=series.sender_lots(cmd.from_account), today=today, basis=series.basis,
             interval_days=ctx.settings.holding_interval_trading_days,
-            t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed)
+            t_plus_allowed=ctx.settings.holding_interval_t_plus_allowed,
+            receiver_cost_fen=series.costs.get(cmd.to_account, 0))
         stream = series_stream(code)
         await ctx.append(stream, await ctx.stream_version(stream), events)
         d = events[0].data
@@ -211,14 +213,14 @@ def confirm_exercise(code: str, exercise_id: str) -> Handler:
 class RegisterShares(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """The enterprise's existing 股东名册, recorded once before warrants are exercised into it."""
 
-    holders: list[ShareHolding]
-    reason: str
+    holders: Annotated[list[ShareHolding], msgspec.Meta(max_length=100_000)]
+    reason: Reason
 
 
 class ShareHolding(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    holder_id: str
-    holder_name: str
-    amount: Decimal
+    holder_id: Identifier
+    holder_name: Name
+    amount: ShareAmount
 
     def __post_init__(self) -> None:
         domain.check_figures(self)
@@ -246,14 +248,14 @@ def register_shares(uscc: str, cmd: RegisterShares) -> Handler:
 
 class IpoFiling(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     filed_on: dt.date
-    reason: str
+    reason: Reason
 
 
 class IpoOutcome(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    outcome: str
+    outcome: Identifier
     """approved (the series end), rejected, withdrawn or not_accepted (validity resumes)."""
     on: dt.date
-    reason: str
+    reason: Reason
 
 
 def ipo_filed(uscc: str, cmd: IpoFiling) -> Handler:
@@ -299,7 +301,7 @@ def adjust(code: str, cmd: domain.Adjustment) -> Handler:
 
 
 class Cancel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    reason: str
+    reason: Reason
 
 
 def cancel(code: str, cmd: Cancel) -> Handler:

@@ -90,10 +90,10 @@ async def holding_history(conn: asyncpg.Connection, code: str, account_id: str) 
     `_line` then decides exactly.
     """
     rows = await conn.fetch(
-        "SELECT canonical, hash FROM event WHERE stream_id = $1 "
+        f"SELECT {canonical.STORED_COLUMNS} FROM event WHERE stream_id = $1 "
         "AND (position($2::bytea IN canonical) > 0 OR event_type = ANY($3::text[])) ORDER BY position",
         series_stream(code), msgspec.json.encode(account_id), sorted(_SERIES_WIDE))
-    events = (canonical.stored(bytes(r["canonical"]), bytes(r["hash"])) for r in rows)
+    events = (canonical.stored(r) for r in rows)
     return [line for e in events if (line := _line(e, account_id)) is not None]
 
 

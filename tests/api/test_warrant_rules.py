@@ -9,19 +9,14 @@ import pytest
 
 from support import auth
 from warrant_fixtures import (
-    REGULATOR, TARGET, TODAY, enterprise, investor, log_size, ok, op, register_series, travel,
+    REGULATOR, TARGET, TODAY, bank_and_fund, enterprise, investor, log_size, ok, op, register_series, travel,
 )
 
 
 @pytest.fixture
 async def market(client: httpx.AsyncClient, db):
     """A registered series: the bank holds 100 000 units; the fund and a nominee can receive."""
-    await enterprise(client)
-    bank, bank_acct = await investor(client, "天津银行")
-    fund, fund_acct = await investor(client, "渤海基金")
-    code = await register_series(client, [(bank_acct, 100_000)])
-    travel(db, trading_days=6)
-    return {"code": code, "bank": bank, "bank_acct": bank_acct, "fund": fund, "fund_acct": fund_acct}
+    return await bank_and_fund(client, db, 100_000)
 
 
 def transfer(m: dict, units: int = 1_000, **changes) -> dict:

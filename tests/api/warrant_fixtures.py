@@ -73,6 +73,16 @@ async def register_series(client: httpx.AsyncClient, allocations: list[tuple[str
     return approved["outcome"]["code"]
 
 
+async def bank_and_fund(client: httpx.AsyncClient, db, units: int) -> dict:
+    """A registered series whose `units` the bank holds, the fund ready to receive, six trading days on."""
+    await enterprise(client)
+    bank, bank_acct = await investor(client, "天津银行")
+    fund, fund_acct = await investor(client, "渤海基金")
+    code = await register_series(client, [(bank_acct, units)])
+    travel(db, trading_days=6)
+    return {"code": code, "bank": bank, "bank_acct": bank_acct, "fund": fund, "fund_acct": fund_acct}
+
+
 def travel(db, days: int = 0, *, trading_days: int | None = None) -> dt.date:
     """Move the registry's business date forward (calendar days, or trading days on the seeded calendar)."""
     from registry.calendar.seed import load_seed

@@ -272,10 +272,10 @@ async def test_cost_basis_moves_by_proportion_out_and_by_consideration_in(market
     approval = (await run(db, approvals.request_approval(approvals_domain.RequestApproval(
         action="warrant.register", payload=terms, reason="test"))))["approval_id"]
     code = (await run(db, approvals.approve(approval, approvals_domain.Decide(reason="ok")), SECOND))["outcome"]["code"]
-    moves = [(0, 1, 100, 10_000), (1, 2, 40, 5_000), (1, 3, 7, 0), (0, 3, 900, 1)]
+    moves = [(0, 1, 100, "1", 10_000), (1, 2, 40, "1.25", 5_000), (1, 3, 7, "0", 0), (0, 3, 900, "0.00001111", 1)]
     handlers = [service.transfer(code, domain.Transfer(
         from_account=accounts[a], to_account=accounts[b], units=units, mode=domain.TransferMode.private_agreement,
-        price_per_unit=Decimal("1"), consideration_fen=paid)) for a, b, units, paid in moves]
+        price_per_unit=Decimal(price), consideration_fen=paid)) for a, b, units, price, paid in moves]
     if together:
         await asyncio.gather(*(db.writer.execute(h, OPERATOR, savepoint=False) for h in handlers))
     else:
