@@ -110,7 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from registry.demo import load_demo
 
             asyncio.run(load_demo(settings, dsns.app))
-        app = create_app(settings, dsn=dsns.app)
+        app = create_app(settings, dsn=dsns.app, embedded=dsns.embedded)
         url = f"http://{args.host}:{args.port}"
         print(f"registry is serving {settings.market_name} at {url}  (API docs: {url}/schema)", flush=True)
         server = _Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,

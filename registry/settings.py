@@ -48,6 +48,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_body_bytes: int = 1_048_576
     page_limit_max: int = 500
     migrations_path: Path | None = None
+    metrics_token: str | None = None
+    """Bearer token a Prometheus scrape of /metrics must send; unset: /metrics is anonymous."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
