@@ -234,6 +234,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from registry.db.backup import run_backup
+
+    return run_backup(_settings(args), args.out)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from registry.db.backup import run_restore
+
+    return run_restore(_settings(args), args.source)
+
+
 def cmd_valuation(args: argparse.Namespace) -> int:
     from registry.valuation.cli import main as valuation_main
 
@@ -360,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_checkpoint)
     p.add_argument("action", choices=["sign", "public-key"])
     p.add_argument("--out", type=Path, help="write the signed note to this file (default: print it)")
+
+    p = add("backup", "online base backup of the embedded PostgreSQL (WAL included) and the key folder", cmd_backup)
+    p.add_argument("--out", type=Path, required=True, help="new or empty folder to write the backup into")
+    p = add("restore", "restore a `registry backup` into an empty data folder", cmd_restore)
+    p.add_argument("--from", dest="source", type=Path, required=True, help="the backup's folder")
 
     p = add("valuation", "recompute a past valuation from the inputs stored in the log; exit 1 if any figure "
                          "differs", cmd_valuation)
