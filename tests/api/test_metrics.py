@@ -47,6 +47,8 @@ async def test_a_scrape_counts_transfers_under_their_route_template_never_a_seri
     assert value(requests, "registry_http_requests_total", method="POST", route=route, status="422") == 1
     latency = families["registry_http_request_duration_seconds"]
     assert value(latency, "registry_http_request_duration_seconds_count", method="POST", route=route) == 2
+    buckets = [s.value for s in latency.samples if s.name.endswith("_bucket") and s.labels["route"] == route]
+    assert buckets == sorted(buckets) and buckets[-1] == 2, "cumulative buckets, +Inf holding every request"
     labels = {v for family in families.values() for s in family.samples for v in s.labels.values()}
     assert not any(code in v or bank_acct in v or TARGET in v for v in labels), "an id leaked into a label"
     assert "/enterprises" in {s.labels.get("route") for s in requests.samples}
