@@ -99,7 +99,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
 
     return Litestar(
         route_handlers=CONTROLLERS,
-        state=State({"db": db, "settings": settings, "metrics": metrics, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
+        state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer,
+                     "metrics": metrics}),
         guards=[authorize],
         lifespan=[lifespan],
         middleware=[metrics.middleware(), RequestIdMiddleware, RefuseNulMiddleware],
