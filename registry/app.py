@@ -20,6 +20,7 @@ from registry.db.database import Database
 from registry.eventlog.api import EventController
 from registry.eventlog.model import EventMeta
 from registry.health.api import HealthController
+from registry.health.metrics import Metrics, MetricsController
 from registry.approvals.api import ApprovalController
 from registry.audit.api import AuditController, CheckpointController
 from registry.audit.checkpoint import CheckpointSigner
@@ -45,7 +46,8 @@ from registry.warrants.service import expire_due
 log = logging.getLogger(__name__)
 
 CONTROLLERS = [
-    entrance, HealthController, EventController, EnterpriseController, InvestorController, AccountController,
+    entrance, HealthController, MetricsController, EventController, EnterpriseController, InvestorController,
+    AccountController,
     ApprovalController, CalendarController, ThresholdController,
     WarrantSeriesController, EnterpriseWarrantController, PositionController,
     AuditController, CheckpointController,  # the regulator's proofs and signed tree heads
@@ -68,8 +70,10 @@ async def sweep_expiries(db: Database, every_seconds: float) -> None:
         await asyncio.sleep(every_seconds)
 
 
-def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None) -> Litestar:
-    """The service. Pass an open `database` (tests) or a `dsn` the app opens and closes itself."""
+def create_app(settings: Settings, *, dsn: str | None = None, database: Database | None = None,
+               embedded: object | None = None) -> Litestar:
+    """The service. Pass an open `database` (tests) or a `dsn` the app opens and closes itself; `embedded`
+    is the embedded PostgreSQL server the service runs on, if any (its restarts are a metric)."""
     if (dsn is None) == (database is None):
         raise ValueError("give exactly one of dsn or database")
     owned = database is None
@@ -78,11 +82,14 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
     checkpoint_signer = CheckpointSigner(load_checkpoint_key(settings.data_dir, settings.checkpoint_key),
                                          origin=settings.market_origin)
     db = database if database is not None else Database(dsn, settings)  # type: ignore[arg-type]
+    metrics = Metrics()
+    metrics.watch(db, embedded)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
             await db.open()
+            metrics.watch(db, embedded)  # the writer exists from now on
             await ensure_seeded(db.writer)  # type: ignore[arg-type]
         background = [
             asyncio.create_task(sweep_expiries(db, settings.expiry_sweep_seconds)),
@@ -99,10 +106,11 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
 
     return Litestar(
         route_handlers=CONTROLLERS,
-        state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
+        state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer,
+                     "metrics": metrics}),
         guards=[authorize],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware, RefuseNulMiddleware,
+        middleware=[metrics.middleware(), RequestIdMiddleware, RefuseNulMiddleware,
                     DefineMiddleware(PageFormProtection, config=form_protection_config(csrf_secret(token_key)),
                                      settings=settings)],
         before_send=[add_request_id_header, add_page_headers],

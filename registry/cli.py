@@ -136,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from registry.demo import load_demo
 
             asyncio.run(load_demo(settings, dsns.app))
-        app = create_app(settings, dsn=dsns.app)
+        app = create_app(settings, dsn=dsns.app, embedded=dsns.embedded)
         url = _browsable(args.host, args.port)
         print(f"registry is serving {settings.market_name} at {url}\n"
               f"  pages 网页: {url}/ui/sign-in   API docs: {url}/schema", flush=True)
@@ -269,6 +269,18 @@ def cmd_checkpoint_sign(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from registry.db.backup import run_backup
+
+    return run_backup(_settings(args), args.out)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from registry.db.backup import run_restore
+
+    return run_restore(_settings(args), args.source)
 
 
 def cmd_valuation(args: argparse.Namespace) -> int:
@@ -489,6 +501,17 @@ def add_checkpoint(commands: Commands) -> None:
     _command(actions, "public-key", "print the verifier key (for `registry verify --key`)", cmd_checkpoint_public_key)
 
 
+def add_backup(commands: Commands) -> None:
+    p = _command(commands, "backup", "online base backup 备份 of the embedded PostgreSQL (WAL included) and the key "
+                                     "folder, taken while the service runs", cmd_backup)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="new or empty folder to write the backup into")
+
+
+def add_restore(commands: Commands) -> None:
+    p = _command(commands, "restore", "restore 恢复 a `registry backup` into an empty data folder", cmd_restore)
+    p.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR", help="the backup's folder")
+
+
 def add_valuation(commands: Commands) -> None:
     from registry.valuation.cli import add_arguments as valuation_arguments
 
@@ -544,7 +567,7 @@ def add_settings(commands: Commands) -> None:
 
 
 COMMANDS = (add_serve, add_migrate, add_demo, add_verify, add_export, add_token, add_rebuild, add_checkpoint,
-            add_valuation, add_bench, add_drill, add_settings)
+            add_backup, add_restore, add_valuation, add_bench, add_drill, add_settings)
 """Every command, in the order `registry --help` lists them; a new command is one more add_* function."""
 
 

@@ -85,6 +85,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     trust_proxy_headers: Annotated[bool, setting(
         "honour `X-Forwarded-Proto` and `X-Forwarded-For` from the proxy in front; set it only when every "
         "request comes through that proxy")] = False
+    metrics_token: Annotated[str | None, setting(
+        "bearer token a Prometheus scrape of `/metrics` must send", default="unset: `/metrics` is anonymous")] = None
     migrations_path: Annotated[Path | None, setting(
         "folder of migrations to apply", default="the ones shipped with the package")] = None
 

@@ -118,6 +118,18 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
             path.chmod(0o700)
 
+    def take_ownership(self) -> None:
+        """Files put into the cluster folder by this process (a restore) become the server user's."""
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_permissions()
+        if self._run_as is None:
+            return
+        entry = pwd.getpwnam(SYSTEM_USER)
+        for root, dirs, files in os.walk(self.pgdata):
+            for name in dirs + files:
+                os.chown(Path(root) / name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
     def initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 

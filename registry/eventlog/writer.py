@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -203,6 +204,8 @@ class Writer:
         self._undo: dict[str, int | None] = {}
         self.batches = 0
         self.commands = 0
+        self.on_batch: Callable[[int, float], None] | None = None
+        """Told each committed batch's command count and seconds from start to commit (metrics)."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -238,6 +241,11 @@ class Writer:
         if self._conn is not None:
             await self._pool.release(self._conn)
             self._conn = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Commands waiting for their batch."""
+        return self._queue.qsize()
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -287,6 +295,7 @@ class Writer:
                     self._queue.task_done()
 
     async def _process(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = await self._run_batch(jobs)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
@@ -305,6 +314,8 @@ class Writer:
             return
         self.batches += 1
         self.commands += len(jobs)
+        if self.on_batch is not None:
+            self.on_batch(len(jobs), time.perf_counter() - started)
         for job, outcome in zip(jobs, outcomes):
             if isinstance(outcome, BaseException):
                 job.future.set_exception(outcome)
