@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
 from registry.access.policy import authorize
 from registry.access.tokens import TokenService, load_or_create_key
@@ -27,6 +25,7 @@ from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
 from registry.http.nul import RefuseNulMiddleware
+from registry.http.openapi import RouteCatalog, openapi_config
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
@@ -91,6 +90,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
             if owned:
                 await db.close()
 
+    routes = RouteCatalog()
     return Litestar(
         route_handlers=CONTROLLERS,
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer}),
@@ -101,7 +101,9 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         template_config=TEMPLATES,
-        openapi_config=OpenAPIConfig(
+        plugins=[routes],
+        openapi_config=openapi_config(
+            routes,
             title="registry — 区域性股权市场登记系统",
             version="0.1.0",
             description=(
@@ -110,10 +112,6 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
                 "Every fact is an event in an append-only, hash-chained log. Errors are RFC 9457 problems "
                 "whose `type` is `urn:registry:problem:<code>`."
             ),
-            components=Components(security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-            }),
-            security=[{"bearer": []}],
         ),
         debug=False,
     )
