@@ -24,6 +24,7 @@ from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
+from registry.http.allow import allow_every_method
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.openapi import RouteCatalog, openapi_config
 from registry.http.problems import EXCEPTION_HANDLERS
@@ -97,7 +98,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         guards=[authorize],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware, RefuseNulMiddleware],
-        before_send=[add_request_id_header],
+        before_send=[add_request_id_header, allow_every_method],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         template_config=TEMPLATES,

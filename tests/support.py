@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import subprocess
+import time
+from pathlib import Path
 
 TEST_TODAY = dt.date(2026, 11, 26)
 """The business date API and integration tests run on, whatever the wall clock says: a Thursday
@@ -61,6 +64,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, proc: "subprocess.Popen[bytes]", log: Path | None = None, timeout: float = 60) -> None:
+    """Returns once `registry serve` at `url` answers /health/ready; fails, with its log, if it exits or stalls."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the server did not start: {log.read_text() if log else ''}")
+        time.sleep(0.1)
 
 
 def subprocess_env() -> dict[str, str]:

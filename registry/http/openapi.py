@@ -140,6 +140,8 @@ def describe_operation(operation: dict[str, Any], handler: HTTPRouteHandler, met
     for status in sorted(statuses(handler, method, path_parameters)):
         responses[str(status)] = _problem_response(status)
     access = handler.opt.get("access")
+    if access == PUBLIC:
+        operation["security"] = []
     if isinstance(access, Access) and access.writes:
         operation.setdefault("parameters", []).extend(_write_headers(access))
         for status, response in responses.items():
@@ -162,14 +164,14 @@ def _drop_null(parameter: dict[str, Any]) -> None:
 class RouteCatalog(ReceiveRoutePlugin):
     """Remembers the app's HTTP routes as they are registered, for the document's second pass."""
 
-    __slots__ = ("routes",)
+    __slots__ = ("by_path",)
 
     def __init__(self) -> None:
-        self.routes: list[HTTPRoute] = []
+        self.by_path: dict[str, HTTPRoute] = {}
 
     def receive_route(self, route: BaseRoute) -> None:
         if isinstance(route, HTTPRoute):
-            self.routes.append(route)
+            self.by_path[route.path] = route  # a path registered again comes back with all its handlers
 
 
 class _Document(OpenAPI):
@@ -180,7 +182,7 @@ class _Document(OpenAPI):
     def to_schema(self) -> dict[str, Any]:
         document = super().to_schema()
         document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = deepcopy(PROBLEM_SCHEMA)
-        for route, handler, method in _operations(self.catalog.routes):
+        for route, handler, method in _operations(self.catalog.by_path.values()):
             operation = document["paths"][route.path_format or "/"][method.lower()]
             describe_operation(operation, handler, method, bool(route.path_parameters))
         return document
