@@ -70,7 +70,7 @@ def refuses(*kinds: type[errors.RegistryError] | int) -> dict[str, Any]:
 
 def statuses(handler: HTTPRouteHandler, method: str, path_parameters: bool) -> set[int]:
     """What a route can refuse with, from what it declares: anything can be malformed (a NUL in a header);
-    a route needing a token can meet none (401); one not open to every role, or only to a caller's own
+    a route needing a token may be called without a valid one (401); one not open to every role, or only to a caller's own
     records, refuses others (403); a named resource may be missing (404); a write may name missing
     records, collide with the state, break a rule or reuse an Idempotency-Key (404, 409, 422); a body
     may be too large (413)."""

@@ -98,7 +98,7 @@ def test_since_and_until_are_declared_as_dates_or_datetimes_and_page_sizes_as_at
     for name in ("since", "until"):
         assert {kind["format"] for kind in params[name]["oneOf"]} == {"date", "date-time"}
     assert params["limit"] == {**params["limit"], "type": "integer", "minimum": 1}
-    assert params["after"]["pattern"] == "^-?[0-9]{1,19}$"
+    assert params["after"]["pattern"] == "^(-?[0-9]{1,19})?$"
     accounts = {p["name"]: p["schema"] for p in document["paths"]["/accounts"]["get"]["parameters"]}
     status = document["components"]["schemas"][accounts["status"]["$ref"].rpartition("/")[2]]
     assert set(status["enum"]) == {"open", "frozen", "closed"}
