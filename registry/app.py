@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 
 from registry import __version__
 from registry.access.policy import authorize
@@ -29,8 +27,10 @@ from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
+from registry.http.allow import allow_every_method
 from registry.http.body import StrictRequest
 from registry.http.nul import RefuseNulMiddleware
+from registry.http.openapi import RouteCatalog, openapi_config
 from registry.http.problems import EXCEPTION_HANDLERS
 from registry.http.root import entrance
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
@@ -104,6 +104,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
             if owned:
                 await db.close()
 
+    routes = RouteCatalog()
     return Litestar(
         route_handlers=CONTROLLERS,
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer,
@@ -113,12 +114,14 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         middleware=[metrics.middleware(), RequestIdMiddleware, RefuseNulMiddleware,
                     DefineMiddleware(PageFormProtection, config=form_protection_config(csrf_secret(token_key)),
                                      settings=settings)],
-        before_send=[add_request_id_header, add_page_headers],
+        before_send=[add_request_id_header, add_page_headers, allow_every_method],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
         request_class=StrictRequest,
         template_config=TEMPLATES,
-        openapi_config=OpenAPIConfig(
+        plugins=[routes],
+        openapi_config=openapi_config(
+            routes,
             title="registry — 区域性股权市场登记系统",
             version=__version__,
             description=(
@@ -127,10 +130,6 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
                 "Every fact is an event in an append-only, hash-chained log. Errors are RFC 9457 problems "
                 "whose `type` is `urn:registry:problem:<code>`."
             ),
-            components=Components(security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-            }),
-            security=[{"bearer": []}],
         ),
         debug=False,
     )

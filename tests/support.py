@@ -6,6 +6,9 @@ import datetime as dt
 import os
 import re
 import socket
+import subprocess
+import time
+from pathlib import Path
 
 from registry.clock import fixed_clock, market_moment
 
@@ -80,6 +83,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until_ready(url: str, proc: "subprocess.Popen[bytes]", log: Path | None = None, timeout: float = 60) -> None:
+    """Returns once `registry serve` at `url` answers /health/ready; fails, with its log, if it exits or stalls."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"the server did not start: {log.read_text() if log else ''}")
+        time.sleep(0.1)
 
 
 def subprocess_env() -> dict[str, str]:

@@ -27,13 +27,18 @@ class Access(msgspec.Struct, kw_only=True, frozen=True):
     roles: frozenset[Role]
     own: frozenset[Role] = frozenset()
     writes: bool = False
+    if_match: bool = False
+    """The write honours `If-Match` on its resource's stream (registry.http.commands.run_command)."""
 
 
-def allow(*roles: Role, own: tuple[Role, ...] = (), writes: bool = False) -> dict[str, Any]:
+def allow(*roles: Role, own: tuple[Role, ...] = (), writes: bool = False, if_match: bool = False) -> dict[str, Any]:
     """Route `opt` granting `roles` (those also in `own` only for their own resources)."""
     if writes and Role.regulator in roles:
         raise ValueError("regulators read everything and write nothing")
-    return {"access": Access(roles=frozenset(roles) | frozenset(own), own=frozenset(own), writes=writes)}
+    if if_match and not writes:
+        raise ValueError("only a write can be conditional on If-Match")
+    return {"access": Access(roles=frozenset(roles) | frozenset(own), own=frozenset(own), writes=writes,
+                             if_match=if_match)}
 
 
 def public() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from registry.approvals.service import ApprovalView
 from registry.errors import BadRequest
 from registry.http.commands import run_command
 from registry.http.pagination import Page, clamp_limit, page
+from registry.http.params import After, Limit
 
 
 class ActionInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -35,8 +36,7 @@ class ApprovalController(Controller):
     @get("/", summary="Approval requests (e.g. ?status=pending: the queue awaiting a second operator)",
          opt=allow(*READ_ALL))
     async def list_all(self, state: State,
-                       after: Annotated[str | None, QueryParameter(description="cursor")] = None,
-                       limit: Annotated[int | None, QueryParameter(description="page size")] = None,
+                       after: After = None, limit: Limit = None,
                        status: FromQuery[domain.ApprovalStatus | None] = None,
                        action: FromQuery[str | None] = None) -> Page[ApprovalView]:
         if action is not None and action not in service.ACTIONS:
@@ -57,15 +57,15 @@ class ApprovalController(Controller):
             return await service.get_approval(conn, approval_id)
 
     @post("/{approval_id:str}/approve", summary="Approve (by a second operator); the action runs now",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True), status_code=200)
     async def approve(self, request: Request, approval_id: FromPath[str],
                       data: JSONBody[domain.Decide]) -> Response[Any]:
         return await run_command(request, command="ApproveRequest", body={"approval_id": approval_id, **msgspec.to_builtins(data)},
-                                 handler=service.approve(approval_id, data), reason=data.reason or None, status=200)
+                                 handler=service.approve(approval_id, data), reason=data.reason or None)
 
     @post("/{approval_id:str}/reject", summary="Reject (by a second operator), with a reason",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True), status_code=200)
     async def reject(self, request: Request, approval_id: FromPath[str],
                      data: JSONBody[domain.Decide]) -> Response[Any]:
         return await run_command(request, command="RejectRequest", body={"approval_id": approval_id, **msgspec.to_builtins(data)},
-                                 handler=service.reject(approval_id, data), reason=data.reason or None, status=200)
+                                 handler=service.reject(approval_id, data), reason=data.reason or None)

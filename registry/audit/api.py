@@ -21,7 +21,9 @@ from registry.audit import store
 from registry.audit.checkpoint import CheckpointSigner
 from registry.errors import InternalError
 from registry.http.commands import run_command
+from registry.http.openapi import refuses
 from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
+from registry.http.params import Limit, PositionAfter
 
 EVERYONE = tuple(Role)
 
@@ -111,7 +113,7 @@ class AuditController(Controller):
     tags = ["audit · 审计"]
 
     @get("/tree-head", summary="The Merkle tree head (size, root) for a size up to the current one",
-         opt=allow(*READ_ALL))
+         opt=allow(*READ_ALL) | refuses(store.SizeOutOfRange))
     async def tree_head(
         self, state: State,
         size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)", le=MAX_POSITION)] = None,
@@ -121,7 +123,7 @@ class AuditController(Controller):
         return TreeHead(tree_size=head.size, root_hash=head.root_hash.hex())
 
     @get("/inclusion-proof", summary="Proof that the event at a position is in the tree of a size",
-         opt=allow(*READ_ALL))
+         opt=allow(*READ_ALL) | refuses(store.SizeOutOfRange, store.PositionOutOfRange))
     async def inclusion_proof(
         self, state: State,
         position: Annotated[int, QueryParameter(description="log position of the event", le=MAX_POSITION)],
@@ -133,7 +135,7 @@ class AuditController(Controller):
                               root_hash=p.root_hash.hex(), proof=[h.hex() for h in p.proof])
 
     @get("/consistency-proof", summary="Proof that the tree of `old` events is a prefix of the tree of `new`",
-         opt=allow(*READ_ALL))
+         opt=allow(*READ_ALL) | refuses(store.SizeOutOfRange, store.ConsistencySizesInvalid))
     async def consistency_proof(
         self, state: State,
         old: Annotated[int, QueryParameter(description="the older tree size (at least 1)", le=MAX_POSITION)],
@@ -145,7 +147,7 @@ class AuditController(Controller):
                                 new_root=p.new_root.hex(), proof=[h.hex() for h in p.proof])
 
     @get("/integrity", summary="Check positions [from, to): hash chain, Merkle leaves and root, checkpoints",
-         opt=allow(*READ_ALL))
+         opt=allow(*READ_ALL) | refuses(store.SizeOutOfRange, store.RangeInvalid))
     async def integrity(
         self, state: State,
         start: Annotated[int, QueryParameter(name="from", description="first position checked", le=MAX_POSITION)] = 0,
@@ -179,15 +181,14 @@ class CheckpointController(Controller):
     @get("/", summary="Signed checkpoints, smallest tree first (cursor: tree size)", opt=allow(*READ_ALL))
     async def list_checkpoints(
         self, state: State,
-        after: Annotated[str | None, QueryParameter(description="cursor: checkpoints of larger trees")] = None,
-        limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
+        after: PositionAfter = None, limit: Limit = None,
     ) -> Page[Checkpoint]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
             items = await store.list_checkpoints(conn, after=position_cursor(after), limit=n)
         return page([checkpoint_out(c) for c in items], n, lambda c: c.tree_size)
 
-    @get("/latest", summary="The latest signed checkpoint", opt=allow(*READ_ALL))
+    @get("/latest", summary="The latest signed checkpoint", opt=allow(*READ_ALL) | refuses(store.NoCheckpoint))
     async def latest(self, state: State) -> Checkpoint:
         async with state.db.connection() as conn:
             found = await store.latest_checkpoint(conn)

@@ -14,8 +14,11 @@ from registry.access.tokens import Role
 from registry.calendar import service
 from registry.calendar.domain import CalendarRangeError
 from registry.errors import BadRequest
+from registry.http.openapi import refuses
 
 EVERYONE = tuple(Role)
+OUTSIDE_THE_SPAN_REFUSED = allow(*EVERYONE) | refuses(service.CalendarRefused)
+"""Days beyond the span the calendar knows are refused (422), never guessed."""
 MAX_DAYS = 400
 
 
@@ -62,7 +65,7 @@ class CalendarController(Controller):
             row = await conn.fetchrow("SELECT first_day, last_day, source, last_position FROM calendar_span")
         return msgspec.convert(dict(row), CalendarSpan)
 
-    @get("/days", summary="Each day in [start, end], trading or not", opt=allow(*EVERYONE))
+    @get("/days", summary="Each day in [start, end], trading or not", opt=OUTSIDE_THE_SPAN_REFUSED)
     async def days(self, state: State, start: FromQuery[dt.date], end: FromQuery[dt.date]) -> list[Day]:
         if end < start or (end - start).days >= MAX_DAYS:
             raise BadRequest(f"ask for 1 to {MAX_DAYS} days with start <= end", start=start.isoformat(),
@@ -74,7 +77,7 @@ class CalendarController(Controller):
         return [Day(day=d, trading=calendar.is_trading_day(d))
                 for d in (start + dt.timedelta(days=i) for i in range((end - start).days + 1))]
 
-    @get("/days/{day:date}", summary="Is this a trading day; the trading days around it", opt=allow(*EVERYONE))
+    @get("/days/{day:date}", summary="Is this a trading day; the trading days around it", opt=OUTSIDE_THE_SPAN_REFUSED)
     async def day(self, state: State, day: FromPath[dt.date]) -> DayDetail:
         async with state.db.connection() as conn:
             calendar = await service.load_calendar(conn)
@@ -89,13 +92,13 @@ class CalendarController(Controller):
         return DayDetail(day=day, trading=trading, previous_trading_day=around(calendar.previous_trading_day),
                          next_trading_day=around(calendar.next_trading_day))
 
-    @get("/add", summary="The date n trading days after (or before, n < 0) a date", opt=allow(*EVERYONE))
+    @get("/add", summary="The date n trading days after (or before, n < 0) a date", opt=OUTSIDE_THE_SPAN_REFUSED)
     async def add(self, state: State, start: FromQuery[dt.date], n: FromQuery[int]) -> Added:
         async with state.db.connection() as conn:
             calendar = await service.load_calendar(conn)
         return Added(start=start, n=n, result=service.answer(calendar.add_trading_days, start, n))
 
-    @get("/between", summary="Trading days in (start, end]", opt=allow(*EVERYONE))
+    @get("/between", summary="Trading days in (start, end]", opt=OUTSIDE_THE_SPAN_REFUSED)
     async def between(self, state: State, start: FromQuery[dt.date], end: FromQuery[dt.date]) -> Between:
         async with state.db.connection() as conn:
             calendar = await service.load_calendar(conn)

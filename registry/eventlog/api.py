@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from registry.access.policy import READ_ALL, allow
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
+from registry.clock import SHANGHAI
+from registry.errors import BadRequest
 from registry.http.pagination import Page, clamp_limit, position_cursor
+from registry.http.params import Limit, PositionAfter
 
-After = Annotated[str | None, QueryParameter(description="cursor: events after this position")]
 Stream = Annotated[str | None, QueryParameter(description="only this stream (e.g. series-WR000001)")]
 Type = Annotated[str | None, QueryParameter(name="type", description="only this event type")]
 Actor = Annotated[str | None, QueryParameter(description="only events written by this user")]
 Role = Annotated[str | None, QueryParameter(description="only events written in this role")]
-Since = Annotated[dt.datetime | None, QueryParameter(description="recorded at or after (with offset)")]
-Until = Annotated[dt.datetime | None, QueryParameter(description="recorded before (with offset)")]
+_MOMENT = {"one_of": [Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
+                      Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME)]}
+Since = Annotated[str | None, QueryParameter(schema_extra=_MOMENT, description=(
+    "recorded at or after: a date-time with its offset (RFC 3339), or a date (from its start, Asia/Shanghai)"))]
+Until = Annotated[str | None, QueryParameter(schema_extra=_MOMENT, description=(
+    "recorded before: a date-time with its offset (RFC 3339), or a date (from its start, Asia/Shanghai)"))]
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def moment(name: str, raw: str | None) -> dt.datetime | None:
+    """`since`/`until` as an instant: an RFC 3339 date-time with offset, or the start of a business date."""
+    if raw is None:
+        return None
+    try:
+        if _DATE.fullmatch(raw):
+            return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), SHANGHAI)
+        if _DATE_TIME.fullmatch(raw):
+            return dt.datetime.fromisoformat(raw.upper())
+    except ValueError:
+        pass
+    raise BadRequest(f"{name} must be a date-time with its offset, e.g. 2026-11-26T10:00:00+08:00, or a date, "
+                     f"e.g. 2026-11-26", parameter=name, value=raw)
 TAIL_BATCH = 500
 KEEPALIVE_SECONDS = 15.0
 
@@ -33,13 +58,12 @@ class EventController(Controller):
     tags = ["event log"]
 
     @get("/", summary="Events after a position, in log order, filtered", opt=allow(*READ_ALL))
-    async def list_events(self, state: State, after: After = None, stream: Stream = None,
+    async def list_events(self, state: State, after: PositionAfter = None, stream: Stream = None,
                           event_type: Type = None, actor: Actor = None, role: Role = None, since: Since = None,
-                          until: Until = None,
-                          limit: Annotated[int | None, QueryParameter(description="page size (capped)")] = None,
-                          ) -> Page[StoredEvent]:
+                          until: Until = None, limit: Limit = None) -> Page[StoredEvent]:
         n = clamp_limit(limit, state.settings.page_limit_max)
-        filters = {"stream": stream, "event_type": event_type, "actor": actor, "since": since, "until": until}
+        filters = {"stream": stream, "event_type": event_type, "actor": actor, "since": moment("since", since),
+                   "until": moment("until", until)}
         async with state.db.connection() as conn:
             if role is None:
                 items = await store.read_events(conn, after=position_cursor(after), limit=n, **filters)
@@ -50,8 +74,8 @@ class EventController(Controller):
         return Page(items=items, next=None if last is None else str(last))
 
     @get("/live", summary="Live tail as server-sent events; resumes after `after` or Last-Event-ID, "
-                          "with no event skipped or repeated", opt=allow(*READ_ALL))
-    async def live(self, request: Request, state: State, after: After = None, stream: Stream = None,
+                          "with no event skipped or repeated", opt=allow(*READ_ALL), media_type="text/event-stream")
+    async def live(self, request: Request, state: State, after: PositionAfter = None, stream: Stream = None,
                    event_type: Type = None, actor: Actor = None,
                    limit: Annotated[int | None, QueryParameter(ge=1, description="close after this many events")] = None,
                    ) -> ServerSentEvent:

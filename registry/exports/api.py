@@ -14,12 +14,10 @@ from registry.access.policy import READ_ALL, allow, ensure_own, identity_of
 from registry.access.tokens import Role
 from registry.errors import BadRequest
 from registry.exports import crosschain, ocf
-from registry.http.pagination import MAX_POSITION, Page, clamp_limit, position_cursor
+from registry.http.pagination import Page, clamp_limit, position_cursor
+from registry.http.params import AsOf, AtPosition, Limit, PositionAfter
 from registry.eventlog.store import position_at
 
-AsOf = Annotated[dt.date | None, QueryParameter(description="business date (Asia/Shanghai): state at its end")]
-AtPosition = Annotated[int | None, QueryParameter(description="log position: state just after it", ge=-1,
-                                                  le=MAX_POSITION)]
 
 
 class OcfPackage(msgspec.Struct, kw_only=True, frozen=True):
@@ -53,11 +51,11 @@ class RegistrationRecordController(Controller):
                       "the cursor is a log position", opt=allow(*READ_ALL))
     async def records(
         self, state: State,
-        after: Annotated[str | None, QueryParameter(description="cursor: records of events after this position")] = None,
-        limit: Annotated[int | None, QueryParameter(description="log events per page (capped)")] = None,
+        after: PositionAfter = None, limit: Limit = None,
         series: Annotated[str | None, QueryParameter(description="only this warrant series' records")] = None,
         record_type: Annotated[str | None, QueryParameter(name="type", description="registration, product or "
-                                                                                   "subject")] = None,
+                                                                                   "subject",
+                                                          schema_extra={"enum": list(crosschain.RECORD_TYPES)})] = None,
     ) -> Page[dict[str, Any]]:
         if record_type is not None and record_type not in crosschain.RECORD_TYPES:
             raise BadRequest("type is registration, product or subject", type=record_type)

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from registry.access.policy import public
 from registry.db.migrate import pending_migrations
 from registry.eventlog import store
+from registry.http.openapi import refuses
 from registry.http.problems import problem
 
 
@@ -28,7 +29,7 @@ class HealthController(Controller):
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", summary="The database is reachable and its schema is current", opt=public())
+    @get("/ready", summary="The database is reachable and its schema is current", opt=public() | refuses(503))
     async def ready(self, state: State) -> Response[Any]:
         try:
             async with state.db.connection() as conn:

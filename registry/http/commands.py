@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
+from litestar.datastructures import ResponseHeader
 
 from registry.access.policy import identity_of
 from registry.errors import BadRequest
@@ -14,7 +16,13 @@ from registry.eventlog.model import EventMeta
 from registry.eventlog.writer import Handler, Idempotency
 from registry.http.request_id import request_id_for
 
-IDEMPOTENCY_HEADER = "idempotency-key"
+IDEMPOTENCY_HEADER_NAME = "Idempotency-Key"
+IDEMPOTENCY_HEADER = IDEMPOTENCY_HEADER_NAME.lower()
+IF_MATCH_PATTERN = r'^(W/)?"(-1|[0-9]{1,18})"$|^(-1|[0-9]{1,18})$'
+"""What `if_match` accepts: a stream version of -1 or more, quoted as an ETag (or bare)."""
+ETAG = [ResponseHeader(name="ETag", documentation_only=True, required=True,
+                       description='the version of the resource\'s stream, e.g. "3": send it back as If-Match')]
+"""Response headers of a handler answering `with_etag`."""
 
 
 class WriteReceipt(msgspec.Struct, kw_only=True, frozen=True):
@@ -45,24 +53,24 @@ def if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
         return None
-    value = raw.strip().removeprefix("W/").strip('"')
-    try:
-        version = int(value)
-    except ValueError:
-        raise BadRequest('If-Match must be a stream version, e.g. If-Match: "3"', header="If-Match") from None
-    if version < -1:
-        raise BadRequest("If-Match must be a stream version of -1 or more", header="If-Match")
-    return version
+    match = re.match(IF_MATCH_PATTERN, raw.strip())
+    if match is None:
+        raise BadRequest('If-Match must be a stream version of -1 or more, e.g. If-Match: "3"', header="If-Match")
+    return int(match.group(2) or match.group(3))
 
 
 async def run_command(request: Request, *, command: str, body: Any, handler: Handler,
-                      streams: Sequence[str] = (), reason: str | None = None, status: int = 201,
+                      streams: Sequence[str] = (), reason: str | None = None,
                       savepoint: bool = True) -> Response[Any]:
     """Execute one command for the caller; the same key and body replay the original answer.
 
-    `streams[0]` is the resource's own stream: an If-Match header states the version the client read.
+    `streams[0]` is the resource's own stream: on a route declaring `allow(..., if_match=True)`, an
+    If-Match header states the version the client read. The answer's status is the route's own.
     `savepoint=False` only for handlers that refuse before they write (see Writer.execute).
     """
+    conditional = request.route_handler.opt["access"].if_match
+    if conditional != bool(streams):
+        raise RuntimeError(f"{command}: a route declares if_match exactly when it names its resource's stream")
     key = idempotency_key(request)
     identity = identity_of(request)
     meta = EventMeta(actor=identity.subject, role=str(identity.role), command=command,
@@ -70,7 +78,7 @@ async def run_command(request: Request, *, command: str, body: Any, handler: Han
     fingerprint = msgspec.to_builtins(body, order="sorted")
     idem = Idempotency.of(f"{identity.role}:{identity.subject}", key, command, fingerprint)
     stated = if_match(request)
-    if stated is not None and not streams:
+    if stated is not None and not conditional:
         raise BadRequest("If-Match cannot be used on this action", header="If-Match")
     expects = {streams[0]: stated} if stated is not None else None
     result = await request.app.state.db.writer.execute(handler, meta, idempotency=idem, streams=streams,
@@ -80,4 +88,4 @@ async def run_command(request: Request, *, command: str, body: Any, handler: Han
                                                       last_position=result.last_position,
                                                       replayed=result.replayed))
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-    return Response(content, status_code=status, headers=headers)
+    return Response(content, status_code=request.route_handler.status_code, headers=headers)

@@ -37,14 +37,18 @@ _HTTP_CODES = {
 
 
 def status_of(error: errors.RegistryError) -> int:
-    for kind, status in STATUS_BY_KIND:
-        if isinstance(error, kind):
+    return status_of_kind(type(error))
+
+
+def status_of_kind(kind: type[errors.RegistryError]) -> int:
+    for parent, status in STATUS_BY_KIND:
+        if issubclass(kind, parent):
             return status
     return 422
 
 
 def problem(status: int, code: str, title: str, detail: str, request: Request | None = None,
-            extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
+            extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
     """A problem document; `extra` (the rule's figures) may not overwrite the standard members."""
     body: dict[str, Any] = {
         "type": f"urn:registry:problem:{code}",
@@ -60,7 +64,8 @@ def problem(status: int, code: str, title: str, detail: str, request: Request | 
     for key, value in (extra or {}).items():
         if key not in body:
             body[key] = value
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -81,7 +86,9 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
         log.error("HTTP %s: %s", status, exc.detail)
         return problem(status, "internal.error", "The service failed", "internal error", request)
     code = _HTTP_CODES.get(status, f"http.{status}")
-    return problem(status, code, exc.detail or "Request refused", exc.detail or "", request)
+    # the exception's own headers stay: a 405 names the methods the resource allows (RFC 9110 §15.5.6)
+    return problem(status, code, exc.detail or "Request refused", exc.detail or "", request,
+                   headers=dict(exc.headers or {}))
 
 
 def out_of_range_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -146,4 +153,4 @@ EXCEPTION_HANDLERS = {
     Exception: unexpected_error_handler,
 }
 
-__all__ = ["EXCEPTION_HANDLERS", "problem", "status_of", "PROBLEM_JSON", "MediaType"]
+__all__ = ["EXCEPTION_HANDLERS", "problem", "status_of", "status_of_kind", "PROBLEM_JSON", "MediaType"]

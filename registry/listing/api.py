@@ -15,9 +15,11 @@ from registry.access.tokens import Role
 from registry.clock import business_date
 from registry.errors import BadRequest, NotFound
 from registry.http.commands import run_command
+from registry.http.openapi import refuses
 from registry.http.pagination import Page, clamp_limit, position_cursor
+from registry.http.params import After, Limit, PositionAfter
 from registry.listing import service
-from registry.listing.domain import FactName, FileFact, Stage
+from registry.listing.domain import FactName, FileFact, MoveNotAllowed, NoRulebookInForce, Stage
 from registry.listing.service import (
     EvaluationReport,
     FactPage,
@@ -28,8 +30,6 @@ from registry.listing.service import (
 )
 from registry.parties.service import enterprise_stream
 
-After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
-Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
 On = Annotated[dt.date | None, QueryParameter(description="business date (Asia/Shanghai); today if omitted")]
 ENTERPRISE_OWN = allow(*READ_ALL, own=(Role.enterprise,))
 
@@ -44,7 +44,7 @@ class EnterpriseListingController(Controller):
     tags = ["listing · 挂牌与转层"]
 
     @post("/facts", summary="File a fact with its source document (a correction is a new filing)",
-          opt=allow(Role.operator, own=(Role.enterprise,), writes=True))
+          opt=allow(Role.operator, own=(Role.enterprise,), writes=True, if_match=True))
     async def file_fact(self, request: Request, uscc: FromPath[str], data: JSONBody[FileFact]) -> Response[Any]:
         ensure_own(identity_of(request), Role.enterprise, uscc)
         return await run_command(request, command="FileFact", body={"uscc": uscc, **msgspec.to_builtins(data)},
@@ -55,7 +55,7 @@ class EnterpriseListingController(Controller):
     async def facts(self, request: Request, state: State, uscc: FromPath[str],
                     as_of: Annotated[dt.date | None, QueryParameter(description="filings made by this date")] = None,
                     in_force: Annotated[bool, QueryParameter(description="only filings not superseded")] = False,
-                    name: FromQuery[FactName | None] = None, after: After = None, limit: Limit = None) -> FactPage:
+                    name: FromQuery[FactName | None] = None, after: PositionAfter = None, limit: Limit = None) -> FactPage:
         ensure_own(identity_of(request), Role.enterprise, uscc)
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
@@ -70,7 +70,7 @@ class EnterpriseListingController(Controller):
             return await service.stage_view(conn, uscc)
 
     @get("/evaluations", summary="Evaluate a move on a date: every criterion, the standards met, the rulebooks used",
-         opt=ENTERPRISE_OWN)
+         opt=ENTERPRISE_OWN | refuses(MoveNotAllowed, NoRulebookInForce))
     async def evaluation(self, request: Request, state: State, uscc: FromPath[str],
                          to: Annotated[Stage | None, QueryParameter(description="the stage to move to")] = None,
                          on: On = None) -> EvaluationReport:

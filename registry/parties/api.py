@@ -15,21 +15,20 @@ from registry.access.tokens import Role
 from registry.clock import business_date
 from registry.errors import Forbidden
 from registry.eventlog.store import stream_version
-from registry.http.commands import run_command, with_etag
+from registry.http.commands import ETAG, run_command, with_etag
 from registry.http.pagination import Page, clamp_limit, page
+from registry.http.params import After, Limit
 from registry.parties import domain, service
 from registry.parties.qualification import QualificationThresholds
 from registry.parties.service import AccountView, EnterpriseView, InvestorView, QualificationView
 
-Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
-After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
 
 
 class EnterpriseController(Controller):
     path = "/enterprises"
     tags = ["parties · 企业"]
 
-    @post("/", summary="Register an enterprise (挂牌企业登记)", opt=allow(Role.operator, writes=True))
+    @post("/", summary="Register an enterprise (挂牌企业登记)", opt=allow(Role.operator, writes=True, if_match=True))
     async def register(self, request: Request, data: JSONBody[domain.RegisterEnterprise], state: State) -> Response[Any]:
         handler = service.register_enterprise(data, province_prefix=state.settings.province_prefix)
         return await run_command(request, command="RegisterEnterprise", body=data, handler=handler,
@@ -46,7 +45,7 @@ class EnterpriseController(Controller):
                                                    specialised_level=specialised_level, name_contains=name_contains)
         return page(items, n, lambda e: e.uscc)
 
-    @get("/{uscc:str}", summary="One enterprise", opt=allow(*READ_ALL, own=(Role.enterprise,)))
+    @get("/{uscc:str}", summary="One enterprise", opt=allow(*READ_ALL, own=(Role.enterprise,)), response_headers=ETAG)
     async def one(self, request: Request, state: State, uscc: FromPath[str]) -> Response[EnterpriseView]:
         ensure_own(identity_of(request), Role.enterprise, uscc)
         async with state.db.connection() as conn:
@@ -71,7 +70,8 @@ class InvestorController(Controller):
             items = await service.list_investors(conn, after=after, limit=n, kind=kind)
         return page(items, n, lambda i: i.investor_id)
 
-    @get("/{investor_id:str}", summary="One investor", opt=allow(*READ_ALL, own=(Role.investor,)))
+    @get("/{investor_id:str}", summary="One investor", opt=allow(*READ_ALL, own=(Role.investor,)),
+         response_headers=ETAG)
     async def one(self, request: Request, state: State, investor_id: FromPath[str]) -> Response[InvestorView]:
         ensure_own(identity_of(request), Role.investor, investor_id)
         async with state.db.connection() as conn:
@@ -95,7 +95,7 @@ class InvestorController(Controller):
         return page(items, n, lambda a: a.account_id)
 
     @post("/{investor_id:str}/qualifications", summary="Record qualified-investor status (合格投资者认定)",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True, if_match=True))
     async def grant(self, request: Request, investor_id: FromPath[str], data: JSONBody[domain.GrantQualification]) -> Response[Any]:
         return await run_command(request, command="GrantQualification",
                                  body={"investor_id": investor_id, **msgspec.to_builtins(data)},
@@ -104,7 +104,7 @@ class InvestorController(Controller):
                                  streams=[service.investor_stream(investor_id)])
 
     @post("/{investor_id:str}/qualifications/{sequence:int}/revocations", summary="Revoke a qualified-investor status",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True, if_match=True))
     async def revoke(self, request: Request, investor_id: FromPath[str], sequence: FromPath[int],
                      data: JSONBody[domain.RevokeQualification]) -> Response[Any]:
         return await run_command(request, command="RevokeQualification",
@@ -141,19 +141,23 @@ class QualificationReport(msgspec.Struct, kw_only=True, frozen=True):
     statuses: list[QualificationView]
 
 
+ACCOUNT_ACTION = allow(Role.operator, writes=True, if_match=True)
+
+
 class AccountController(Controller):
     path = "/accounts"
     tags = ["parties · 账户"]
 
     @get("/", summary="Accounts", opt=allow(*READ_ALL))
-    async def list_all(self, state: State, after: After = None, limit: Limit = None, status: FromQuery[str | None] = None,
-                   investor_id: FromQuery[str | None] = None) -> Page[AccountView]:
+    async def list_all(self, state: State, after: After = None, limit: Limit = None,
+                       status: FromQuery[domain.AccountStatus | None] = None,
+                       investor_id: FromQuery[str | None] = None) -> Page[AccountView]:
         n = clamp_limit(limit, state.settings.page_limit_max)
         async with state.db.connection() as conn:
             items = await service.list_accounts(conn, investor_id=investor_id, after=after, limit=n, status=status)
         return page(items, n, lambda a: a.account_id)
 
-    @get("/{account_id:str}", summary="One account", opt=allow(*READ_ALL, own=(Role.investor,)))
+    @get("/{account_id:str}", summary="One account", opt=allow(*READ_ALL, own=(Role.investor,)), response_headers=ETAG)
     async def one(self, request: Request, state: State, account_id: FromPath[str]) -> Response[AccountView]:
         async with state.db.connection() as conn:
             await ensure_account_owner(request, conn, account_id)
@@ -161,15 +165,15 @@ class AccountController(Controller):
             return with_etag(view, await stream_version(conn, service.account_stream(account_id)))
 
     @post("/{account_id:str}/freezes", summary="Freeze an account (冻结) on a court order or regulator's demand",
-          opt=allow(Role.operator, writes=True))
+          opt=ACCOUNT_ACTION, status_code=200)
     async def freeze(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.FreezeAccount]) -> Response[Any]:
         return await _account_action(request, "FreezeAccount", account_id, data, service.freeze_account)
 
-    @post("/{account_id:str}/thaws", summary="Thaw a frozen account (解冻)", opt=allow(Role.operator, writes=True))
+    @post("/{account_id:str}/thaws", summary="Thaw a frozen account (解冻)", opt=ACCOUNT_ACTION, status_code=200)
     async def thaw(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.ThawAccount]) -> Response[Any]:
         return await _account_action(request, "ThawAccount", account_id, data, service.thaw_account)
 
-    @post("/{account_id:str}/closures", summary="Close an empty account (销户)", opt=allow(Role.operator, writes=True))
+    @post("/{account_id:str}/closures", summary="Close an empty account (销户)", opt=ACCOUNT_ACTION, status_code=200)
     async def close(self, request: Request, account_id: FromPath[str], data: JSONBody[domain.CloseAccount]) -> Response[Any]:
         return await _account_action(request, "CloseAccount", account_id, data, service.close_account)
 
@@ -177,7 +181,7 @@ class AccountController(Controller):
 async def _account_action(request: Request, command: str, account_id: str, data: Any, make_handler: Any) -> Response[Any]:
     """One account lifecycle command on the account's own stream (so If-Match applies)."""
     return await run_command(request, command=command, body={"account_id": account_id, **msgspec.to_builtins(data)},
-                             handler=make_handler(account_id, data), reason=data.reason, status=200,
+                             handler=make_handler(account_id, data), reason=data.reason,
                              streams=[service.account_stream(account_id)])
 
 

@@ -16,12 +16,11 @@ from registry.clock import business_date
 from registry.errors import Forbidden
 from registry.http.commands import run_command
 from registry.http.pagination import Page, clamp_limit, page
+from registry.http.params import After, Limit
 from registry.valuation import service
 from registry.valuation.service import PortfolioValuation, Recomputation, ValuationView
 from registry.warrants.service import series_target
 
-After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
-Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
 AsOf = Annotated[dt.date | None, QueryParameter(
     description="only the latest valuation dated on or before this date (估值基准日)")]
 
@@ -56,7 +55,7 @@ class SeriesValuationController(Controller):
     tags = ["valuation · 估值"]
 
     @post("/", summary="Value a series on a date from recorded inputs and their sources (估值); the series' own "
-                       "terms come from the register", opt=allow(Role.operator, writes=True))
+                       "terms come from the register", opt=allow(Role.operator, writes=True, if_match=True))
     async def value(self, request: Request, code: FromPath[str], data: JSONBody[service.ValueSeries]) -> Response[Any]:
         return await run_command(request, command="RecordValuation", body={"code": code, **msgspec.to_builtins(data)},
                                  handler=service.record_valuation(code, data), streams=[service.valuation_stream(code)])

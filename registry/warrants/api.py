@@ -19,16 +19,16 @@ from registry.errors import Forbidden
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
 from registry.fields import Identifier, Reason
-from registry.http.commands import run_command, with_etag
-from registry.http.pagination import MAX_POSITION, Page, clamp_limit, page, position_cursor
+from registry.http.commands import ETAG, run_command, with_etag
+from registry.http.pagination import Page, clamp_limit, page, position_cursor
+from registry.http.params import After, AsOf, AtPosition, Limit, PositionAfter
 from registry.warrants import domain, service
 from registry.warrants.service import CapTable, HolderRegister, Position, SeriesView
 
-After = Annotated[str | None, QueryParameter(description="cursor from the previous page's `next`")]
-Limit = Annotated[int | None, QueryParameter(description="page size (capped)")]
-AsOf = Annotated[dt.date | None, QueryParameter(description="business date (Asia/Shanghai): state at its end")]
-AtPosition = Annotated[int | None, QueryParameter(description="log position: state just after it", ge=-1,
-                                                  le=MAX_POSITION)]
+
+
+HOLDER_WRITE_ON_SERIES = allow(Role.operator, own=(Role.investor,), writes=True, if_match=True)
+HOLDING_CHANGE = allow(Role.operator, writes=True, if_match=True)
 
 
 class Proposal(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -78,7 +78,7 @@ class WarrantSeriesController(Controller):
             items = await service.list_series(conn, after=after, limit=n, target_uscc=target_uscc, status=status)
         return page(items, n, lambda s: s.code)
 
-    @get("/{code:str}", summary="One series", opt=allow(*READ_ALL, own=(Role.enterprise,)))
+    @get("/{code:str}", summary="One series", opt=allow(*READ_ALL, own=(Role.enterprise,)), response_headers=ETAG)
     async def one(self, request: Request, state: State, code: FromPath[str]) -> Response[SeriesView]:
         await _ensure_series_visible(request, code)
         async with state.db.connection() as conn:
@@ -96,7 +96,7 @@ class WarrantSeriesController(Controller):
 
     @get("/{code:str}/history", summary="The series' events, optionally only those touching one account",
          opt=allow(*READ_ALL, own=(Role.enterprise,)))
-    async def history(self, request: Request, state: State, code: FromPath[str], after: After = None,
+    async def history(self, request: Request, state: State, code: FromPath[str], after: PositionAfter = None,
                       limit: Limit = None, account_id: FromQuery[str | None] = None) -> Page[StoredEvent]:
         await _ensure_series_visible(request, code)
         n = clamp_limit(limit, state.settings.page_limit_max)
@@ -114,14 +114,14 @@ class WarrantSeriesController(Controller):
         return Page(items=events, next=None if last is None else str(last))
 
     @post("/{code:str}/confirmations", summary="Confirm a holder's rights (确权)",
-          opt=allow(Role.operator, own=(Role.investor,), writes=True))
+          opt=HOLDER_WRITE_ON_SERIES)
     async def confirm(self, request: Request, code: FromPath[str], data: JSONBody[AccountRef]) -> Response[Any]:
         await _ensure_account_holder(request, data.account_id)
         return await run_command(request, command="ConfirmRights", body={"code": code, "account_id": data.account_id},
                                  handler=service.confirm_rights(code, data.account_id), streams=[service.series_stream(code)])
 
     @post("/{code:str}/transfers", summary="Transfer units to one named counterparty (转让)",
-          opt=allow(Role.operator, own=(Role.investor,), writes=True))
+          opt=HOLDER_WRITE_ON_SERIES)
     async def transfer(self, request: Request, code: FromPath[str], data: JSONBody[domain.Transfer]) -> Response[Any]:
         await _ensure_account_holder(request, data.from_account)
         return await run_command(request, command="TransferWarrants", body={"code": code, **msgspec.to_builtins(data)},
@@ -129,25 +129,25 @@ class WarrantSeriesController(Controller):
                                  savepoint=False)
 
     @post("/{code:str}/holdings/{account_id:str}/freezes", summary="Freeze units (冻结)",
-          opt=allow(Role.operator, writes=True))
+          opt=HOLDING_CHANGE, status_code=200)
     async def freeze(self, request: Request, code: FromPath[str], account_id: FromPath[str],
                      data: JSONBody[domain.BalanceChange]) -> Response[Any]:
         return await self._move(request, code, account_id, "freeze", data)
 
     @post("/{code:str}/holdings/{account_id:str}/thaws", summary="Thaw frozen units (解冻)",
-          opt=allow(Role.operator, writes=True))
+          opt=HOLDING_CHANGE, status_code=200)
     async def thaw(self, request: Request, code: FromPath[str], account_id: FromPath[str],
                    data: JSONBody[domain.BalanceChange]) -> Response[Any]:
         return await self._move(request, code, account_id, "thaw", data)
 
     @post("/{code:str}/holdings/{account_id:str}/pledges", summary="Pledge units (质押)",
-          opt=allow(Role.operator, writes=True))
+          opt=HOLDING_CHANGE, status_code=200)
     async def pledge(self, request: Request, code: FromPath[str], account_id: FromPath[str],
                      data: JSONBody[domain.BalanceChange]) -> Response[Any]:
         return await self._move(request, code, account_id, "pledge", data)
 
     @post("/{code:str}/holdings/{account_id:str}/releases", summary="Release pledged units (解除质押)",
-          opt=allow(Role.operator, writes=True))
+          opt=HOLDING_CHANGE, status_code=200)
     async def release(self, request: Request, code: FromPath[str], account_id: FromPath[str],
                       data: JSONBody[domain.BalanceChange]) -> Response[Any]:
         return await self._move(request, code, account_id, "release", data)
@@ -157,10 +157,10 @@ class WarrantSeriesController(Controller):
         return await run_command(request, command=f"{kind.capitalize()}Units",
                                  body={"code": code, "account_id": account_id, **msgspec.to_builtins(data)},
                                  handler=service.move_balance(code, kind, account_id, data), reason=data.reason,
-                                 streams=[service.series_stream(code)], status=200)
+                                 streams=[service.series_stream(code)])
 
     @post("/{code:str}/exercises", summary="Exercise units (行权), whole or partial",
-          opt=allow(Role.operator, own=(Role.investor,), writes=True))
+          opt=HOLDER_WRITE_ON_SERIES)
     async def exercise(self, request: Request, code: FromPath[str], data: JSONBody[domain.Exercise]) -> Response[Any]:
         await _ensure_account_holder(request, data.account_id)
         return await run_command(request, command="ExerciseWarrants", body={"code": code, **msgspec.to_builtins(data)},
@@ -168,24 +168,25 @@ class WarrantSeriesController(Controller):
 
     @post("/{code:str}/exercises/{exercise_id:str}/confirmations",
           summary="The issuer confirms the capital increase or share transfer; the share register changes",
-          opt=allow(Role.operator, own=(Role.enterprise,), writes=True))
+          opt=allow(Role.operator, own=(Role.enterprise,), writes=True), status_code=200)
     async def confirm_exercise(self, request: Request, code: FromPath[str],
                                exercise_id: FromPath[str]) -> Response[Any]:
         await _ensure_series_visible(request, code)
         return await run_command(request, command="ConfirmExercise", body={"code": code, "exercise_id": exercise_id},
-                                 handler=service.confirm_exercise(code, exercise_id), status=200)
+                                 handler=service.confirm_exercise(code, exercise_id))
 
     @post("/{code:str}/adjustments", summary="Adjust entitlement and price (bonus issue, split, conversion, "
-                                             "down-round)", opt=allow(Role.operator, writes=True))
+                                             "down-round)", opt=allow(Role.operator, writes=True),
+          status_code=200)
     async def adjust(self, request: Request, code: FromPath[str], data: JSONBody[domain.Adjustment]) -> Response[Any]:
         return await run_command(request, command="AdjustSeries", body={"code": code, **msgspec.to_builtins(data)},
-                                 handler=service.adjust(code, data), reason=data.reason, status=200)
+                                 handler=service.adjust(code, data), reason=data.reason)
 
     @post("/{code:str}/cancellations", summary="Cancel the series' outstanding units (注销登记)",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True), status_code=200)
     async def cancel(self, request: Request, code: FromPath[str], data: JSONBody[service.Cancel]) -> Response[Any]:
         return await run_command(request, command="CancelSeries", body={"code": code, "reason": data.reason},
-                                 handler=service.cancel(code, data), reason=data.reason, status=200)
+                                 handler=service.cancel(code, data), reason=data.reason)
 
 
 class AccountRef(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -215,18 +216,18 @@ class EnterpriseWarrantController(Controller):
             return await service.cap_table(conn, uscc, position)
 
     @post("/ipo-filings", summary="The target filed for an IPO: its live series are suspended",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True), status_code=200)
     async def ipo_filing(self, request: Request, uscc: FromPath[str],
                          data: JSONBody[service.IpoFiling]) -> Response[Any]:
         return await run_command(request, command="RecordIpoFiling", body={"uscc": uscc, **msgspec.to_builtins(data)},
-                                 handler=service.ipo_filed(uscc, data), reason=data.reason, status=200)
+                                 handler=service.ipo_filed(uscc, data), reason=data.reason)
 
     @post("/ipo-outcomes", summary="The IPO was approved (series end) or not (they resume, expiry extended)",
-          opt=allow(Role.operator, writes=True))
+          opt=allow(Role.operator, writes=True), status_code=200)
     async def ipo_outcome(self, request: Request, uscc: FromPath[str],
                           data: JSONBody[service.IpoOutcome]) -> Response[Any]:
         return await run_command(request, command="RecordIpoOutcome", body={"uscc": uscc, **msgspec.to_builtins(data)},
-                                 handler=service.ipo_outcome(uscc, data), reason=data.reason, status=200)
+                                 handler=service.ipo_outcome(uscc, data), reason=data.reason)
 
 
 class PositionController(Controller):

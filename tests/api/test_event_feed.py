@@ -41,6 +41,22 @@ async def test_the_feed_filters_by_stream_type_actor_role_and_time(client: httpx
     assert none == []
 
 
+async def test_since_and_until_take_a_business_date_or_a_datetime_with_its_offset(client: httpx.AsyncClient,
+                                                                                 db) -> None:
+    await append(db, "a", "op-1", n=2)  # recorded at 10:00 on 2026-11-26 in Shanghai (the pinned clock)
+
+    async def streams(**params: str) -> list[str]:
+        page = await client.get("/events", params={"type": "test.happened", **params}, headers=REGULATOR)
+        assert page.status_code == 200, page.text
+        return [e["stream"] for e in page.json()["items"]]
+
+    assert await streams(since="2026-11-26") == ["a", "a"]
+    assert await streams(since="2026-11-27") == []
+    assert await streams(until="2026-11-26") == []  # before the day began
+    assert await streams(since="2026-11-26T10:00:00+08:00", until="2026-11-26T02:00:01Z") == ["a", "a"]
+    assert await streams(since="2026-11-26T02:00:01Z") == []
+
+
 async def test_the_live_tail_resumes_after_the_last_seen_position(client: httpx.AsyncClient, db) -> None:
     await append(db, "a", "op-1", n=3)  # positions 1..3 after the calendar seed
     first = await client.get("/events/live?limit=2", headers=REGULATOR)

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from registry.db.embedded import EmbeddedPostgres
-from support import DIGEST, free_port, subprocess_env
+from support import DIGEST, free_port, subprocess_env, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -35,16 +34,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
             stdout=self.log, stderr=subprocess.STDOUT, env=subprocess_env())
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start: {Path(self.log.name).read_text()}")
-            time.sleep(0.1)
+        wait_until_ready(self.url, self.proc, Path(self.log.name))
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
@@ -187,17 +177,8 @@ def test_serve_on_an_external_database_migrates_as_the_owner_and_leaves_that_ser
     proc = subprocess.Popen([sys.executable, "-m", "registry.cli", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
-        assert ready.json()["status"] == "ready"
+        wait_until_ready(f"http://127.0.0.1:{port}", proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").json()["status"] == "ready"
         assert (keys / "keys" / "token-signing-ed25519.pem").exists()  # no embedded cluster in the data folder
         assert not (keys / "pg").exists()
     finally:
