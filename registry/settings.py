@@ -46,6 +46,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_batch: int = 256
     """Most commands the single writer commits in one transaction (group commit)."""
     max_body_bytes: int = 1_048_576
+    embedded_max_restarts: int = 5
+    embedded_restart_window_seconds: float = 600.0
+    """`registry serve` restarts an embedded PostgreSQL that dies at most this many times within this
+    window, then exits non-zero."""
     page_limit_max: int = 500
     migrations_path: Path | None = None
 
