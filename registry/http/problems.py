@@ -74,7 +74,7 @@ def problem(status: int, code: str, title: str, detail: str, request: Request | 
 def registry_error_handler(request: Request, exc: errors.RegistryError) -> Response[dict[str, Any]]:
     status = status_of(exc)
     if isinstance(exc, errors.Unavailable):
-        log.warning("request refused for now: %s", exc.detail)
+        log.info("request refused for now: %s", exc.detail)
         return problem(status, exc.code, exc.title, exc.detail, request, exc.figures, retry_after=exc.retry_after)
     if status >= 500:
         log.error("request failed: %s", exc.detail)

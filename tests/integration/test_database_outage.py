@@ -276,3 +276,62 @@ def test_a_socket_folder_someone_else_made_is_refused() -> None:
     finally:
         server.socket_dir.unlink(missing_ok=True)
         shutil.rmtree(base.parent, ignore_errors=True)
+
+
+# -- a failover: the standby is promoted, and the writer finds it through the multi-host DSN ----------
+
+
+def standby_of(primary: EmbeddedPostgres) -> EmbeddedPostgres:
+    """A streaming replica of `primary` (pg_basebackup -R) in a folder of its own, started as a hot standby."""
+    standby = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="registry-standby-")))
+    standby.start()  # a cluster with its folders and permissions in place ...
+    standby.stop()
+    for entry in standby.pgdata.iterdir():  # ... whose contents are replaced by the primary's
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    primary._run([primary.binary("pg_basebackup"), "-D", str(standby.pgdata), "-h", str(primary.socket_dir),
+                  "-p", str(primary.port), "-U", SUPERUSER, "-R", "-X", "stream", "-c", "fast"])
+    for lock in standby.pgdata.glob(".s.PGSQL.*.lock"):  # the primary's socket lock, copied with its folder
+        lock.unlink()
+    with open(standby.pgdata / "postgresql.auto.conf", "a", encoding="utf-8") as f:
+        f.write(f"unix_socket_directories = '{standby.socket_dir}'\n")
+    standby.start()
+    return standby
+
+
+@pytest.mark.slow
+async def test_after_a_failover_the_writer_finds_the_promoted_standby_by_itself(
+        restartable: EmbeddedPostgres, settings: Settings) -> None:
+    primary = restartable
+    standby = await asyncio.to_thread(standby_of, primary)
+    try:
+        # the standby is listed first: target_session_attrs=read-write is what sends the service to the primary
+        dsn = (f"postgresql://{APP_ROLE}@/{DATABASE}?host={standby.socket_dir},{primary.socket_dir}"
+               f"&port={standby.port},{primary.port}&target_session_attrs=read-write")
+        async with Database(dsn, settings) as database:
+            pin_clock(database)
+            await ensure_seeded(database.writer)
+            app = create_app(settings, database=database)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry.test",
+                                         timeout=30) as client:
+                before = [(await register(client, f"before-{i}")).json()["log"]["first_position"] for i in range(5)]
+                await asyncio.to_thread(primary.stop)  # a planned switchover: the standby has every commit
+                refused = await register(client, "during")
+                assert_unavailable(refused)
+                await asyncio.to_thread(standby._run, [standby.binary("pg_ctl"), "-D", str(standby.pgdata),
+                                                       "-w", "promote"])
+                promoted_at = time.monotonic()
+                while (after := await register(client, "after")).status_code != 201:
+                    assert_unavailable(after)
+                    assert time.monotonic() - promoted_at < 5, "the writer did not find the promoted standby"
+                    await asyncio.sleep(0.05)
+                assert after.json()["log"]["first_position"] == before[-1] + 1
+                assert database.writer.reconnects >= 1
+        conn = await asyncpg.connect(standby.dsn(SUPERUSER, DATABASE))
+        try:
+            assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
+            assert await conn.fetchval("SELECT count(*) FROM event WHERE position = ANY($1::bigint[])", before) == 5
+            assert (await verify_log(conn)).ok
+        finally:
+            await conn.close()
+    finally:
+        await asyncio.to_thread(standby.destroy)
