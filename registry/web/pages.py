@@ -52,7 +52,8 @@ HOME_LINKS = {
                      ("/ui/series-attention", "需处理的认股权", "series needing action")],
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
-REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许"}
+REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许",
+               503: "数据库暂时无法访问，请稍后重试"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)

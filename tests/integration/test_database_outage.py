@@ -135,6 +135,7 @@ async def test_postgresql_restarted_mid_traffic_costs_only_503s_and_loses_no_ack
     unknown: set[str] = set()
     statuses: Counter[int] = Counter()
     readiness: list[tuple[float, int]] = []
+    reads: Counter[int] = Counter()
     stop = asyncio.Event()
 
     async def keep_writing(n: int) -> None:
@@ -153,17 +154,26 @@ async def test_postgresql_restarted_mid_traffic_costs_only_503s_and_loses_no_ack
                     unknown.add(key)
                 await asyncio.sleep(0.02)
 
-    async def keep_asking_readiness() -> None:
+    async def keep_reading() -> None:
         while not stop.is_set():
             r = await client.get("/health/ready", headers=REGULATOR)
             readiness.append((time.monotonic(), r.status_code))
+            if r.status_code == 503:
+                assert r.json()["failed"] and int(r.headers["Retry-After"]) >= 1  # an insider is told what failed
+                anonymous = await client.get("/health/ready")
+                assert anonymous.status_code == 503 and "failed" not in anonymous.json(), anonymous.text
+                assert anonymous.json()["detail"] == "not ready"  # and anyone else only that
+            read = await client.get("/investors?limit=1", headers=OPERATOR)
+            reads[read.status_code] += 1
+            if read.status_code != 200:
+                assert_unavailable(read)
             await asyncio.sleep(0.05)
 
     start = (await client.get("/health/ready", headers=REGULATOR)).json()["log_size"] - 1
     follow_count = 120
     follower = asyncio.create_task(client.get(
         f"/events/live?after={start}&type=investor.registered&limit={follow_count}", headers=REGULATOR))
-    tasks = [asyncio.create_task(keep_writing(n)) for n in range(4)] + [asyncio.create_task(keep_asking_readiness())]
+    tasks = [asyncio.create_task(keep_writing(n)) for n in range(4)] + [asyncio.create_task(keep_reading())]
     try:
         while len(acknowledged) < 30:
             await asyncio.sleep(0.01)
@@ -184,6 +194,7 @@ async def test_postgresql_restarted_mid_traffic_costs_only_503s_and_loses_no_ack
         await asyncio.gather(*tasks)
     assert first_write_after <= 5.0
     assert statuses[503] > 0 and set(statuses) <= {201, 503}, statuses
+    assert reads[503] > 0 and set(reads) <= {200, 503}, reads  # reads too: 503 while away, never 500
     assert writer.reconnects >= 1
     # readiness told the truth: not ready while PostgreSQL was down, ready again after
     assert any(status == 503 for t, status in readiness if stopped_at < t < back_at)
