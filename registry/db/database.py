@@ -83,8 +83,7 @@ class Database:
             async with self.pool.acquire() as conn:
                 yield conn
         except outage.LOST as exc:
-            raise outage.DatabaseUnavailable(
-                f"the database could not be reached ({outage.describe(exc)}); try again shortly") from exc
+            raise outage.DatabaseUnavailable.now(exc) from exc
 
     async def open(self) -> None:
         import registry.features  # noqa: F401 - every projector and approvable action, before any write

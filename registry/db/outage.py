@@ -56,6 +56,15 @@ class DatabaseUnavailable(Unavailable):
     code = "database.unavailable"
     title = "The database is not reachable right now; nothing was written"
 
+    @classmethod
+    def now(cls, cause: BaseException | str, wait: float = 0.0) -> DatabaseUnavailable:
+        """The refusal a caller gets: when to try again, not which host, socket or error (those go to the log,
+        and readiness names them to operators and regulators)."""
+        log.debug("refusing a request while the database is away: %s",
+                 cause if isinstance(cause, str) else describe(cause))
+        seconds = retry_after(wait)
+        return cls(f"the database cannot be reached right now; try again in {seconds} s", retry_after=seconds)
+
 
 class Backoff:
     """Delays between reconnection attempts: doubling from FIRST_DELAY, never above MOST_DELAY."""

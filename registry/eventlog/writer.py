@@ -275,7 +275,7 @@ class Writer:
             "the service stopped while the command was being written; send it again with the same "
             "Idempotency-Key to learn its outcome"))
         while not self._queue.empty():
-            self._answer([self._queue.get_nowait()], DatabaseUnavailable("the service is stopping; nothing was written"))
+            self._answer([self._queue.get_nowait()], DatabaseUnavailable.now("the service is stopping"))
             self._queue.task_done()
         conn, self._conn = self._conn, None
         self.unavailable = "stopped"
@@ -343,9 +343,7 @@ class Writer:
         self._settled.set()
 
     def _refusal(self) -> DatabaseUnavailable:
-        wait = self._retry_at - time.monotonic()
-        return DatabaseUnavailable(f"the database cannot be reached ({self.unavailable}); nothing was written",
-                                   retry_after=outage.retry_after(wait))
+        return DatabaseUnavailable.now(f"the writer: {self.unavailable}", self._retry_at - time.monotonic())
 
     @staticmethod
     def _answer(jobs: Sequence[_Job], error: BaseException) -> None:

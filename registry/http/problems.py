@@ -102,8 +102,7 @@ def out_of_range_handler(request: Request, exc: Exception) -> Response[dict[str,
 
 def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     if outage.lost(exc):  # a read that met the database going away: the same request works once it is back
-        return registry_error_handler(request, outage.DatabaseUnavailable(
-            f"the database could not be reached ({outage.describe(exc)}); try again shortly"))
+        return registry_error_handler(request, outage.DatabaseUnavailable.now(exc))
     log.exception("unexpected error")
     return problem(500, "internal.error", "The service failed to carry out the request",
                    "an unexpected error occurred; nothing was written", request)

@@ -150,6 +150,7 @@ async def test_postgresql_restarted_mid_traffic_costs_only_503s_and_loses_no_ack
                 ack_times.append(time.monotonic())
             else:
                 assert_unavailable(r)
+                assert str(restartable.socket_dir) not in r.text  # a caller learns when to retry, not where we run
                 if r.json()["code"] == "eventlog.outcome_unknown":
                     unknown.add(key)
                 await asyncio.sleep(0.02)
