@@ -122,12 +122,18 @@ def _browsable(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+"""After Ctrl-C or SIGTERM, requests still running (live tails, commands waiting on a database that went
+away) get this long before they are cut off: the service stops within seconds, whatever the database does."""
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     _Server = _uvicorn_server_class()
 
     from registry.app import create_app
+    from registry.db.embedded import Supervisor
 
     settings = _settings(args)
     listening = _claim_port(args.host, args.port)
@@ -143,14 +149,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = _Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                                         access_log=args.access_log, lifespan="on",
                                         proxy_headers=settings.trust_proxy_headers,
-                                        forwarded_allow_ips="*" if settings.trust_proxy_headers else None))
+                                        forwarded_allow_ips="*" if settings.trust_proxy_headers else None,
+                                        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS))
+        # The embedded server is ours to keep running: restarted if it dies, within bounds.
+        supervisor = None if dsns.embedded is None else Supervisor(
+            dsns.embedded, give_up=lambda: setattr(server, "should_exit", True),
+            max_restarts=settings.embedded_max_restarts, window=settings.embedded_restart_window_seconds)
         # What is loaded by now (modules, the app, the route table) lives as long as the process: keep it
         # out of the garbage collector's scans, and collect the youngest objects less often, so a
         # long-running service with thousands of remembered accounts spends its time on requests.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        server.run(sockets=[listening])  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            server.run(sockets=[listening])  # returns on Ctrl-C or SIGTERM, after in-flight requests finish
+        finally:
+            if supervisor is not None:
+                supervisor.stop()  # before the embedded server is stopped: no restart after that
+    if supervisor is not None and supervisor.gave_up:
+        print("registry stopped: the embedded PostgreSQL kept dying (see its server.log)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -70,6 +70,18 @@ class PayloadTooLarge(RegistryError):
     title = "The request body is too large"
 
 
+class Unavailable(RegistryError):
+    """The service cannot carry out the request right now; the same request may be sent again later."""
+
+    code = "service.unavailable"
+    title = "The service is unavailable right now"
+
+    def __init__(self, detail: str, *, retry_after: int = 1, **figures: Any) -> None:
+        super().__init__(detail, retry_after_seconds=retry_after, **figures)
+        self.retry_after = retry_after
+        """Seconds after which the client may try again (the Retry-After header)."""
+
+
 class InternalError(RegistryError):
     code = "internal.error"
     title = "The service failed to carry out the request; nothing was written"

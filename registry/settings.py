@@ -29,10 +29,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Everything the service can be told; defaults run a local market on an embedded PostgreSQL."""
 
     data_dir: Annotated[Path, setting(
-        "data folder: the embedded PostgreSQL cluster and generated keys (also `--data-dir`)",
+        "data folder: the embedded PostgreSQL cluster (reachable only over a Unix socket in a private folder, by "
+        "the operating-system user running the service: peer authentication, no password) and generated keys "
+        "(also `--data-dir`)",
         default="`./var`")] = Path("var")
     database_url: Annotated[str | None, setting(
-        "DSN the service connects with — the `registry_app` role, which may only INSERT and SELECT history",
+        "DSN the service connects with — the `registry_app` role, which may only INSERT and SELECT history. It "
+        "may list several hosts (`postgresql://h1:5432,h2:5432/registry?target_session_attrs=read-write`): after "
+        "a failover the service reconnects to whichever is the primary",
         env="DATABASE_URL", default="unset: embedded PostgreSQL in the data folder")] = None
     database_owner_url: Annotated[str | None, setting(
         "DSN of the schema owner, used only to apply migrations",
@@ -78,6 +82,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_batch: Annotated[int, setting(
         "most commands the single writer commits in one transaction (group commit)", ge=1)] = 256
     max_body_bytes: Annotated[int, setting("larger request bodies are refused with 413", ge=1)] = 1_048_576
+    embedded_max_restarts: Annotated[int, setting(
+        "`registry serve` restarts an embedded PostgreSQL that dies at most this many times within "
+        "`REGISTRY_EMBEDDED_RESTART_WINDOW_SECONDS`, then exits with status 3", ge=0)] = 5
+    embedded_restart_window_seconds: Annotated[float, setting(
+        "the window over which embedded PostgreSQL restarts are counted", gt=0)] = 600.0
     page_limit_max: Annotated[int, setting("most items one page of a list returns (`?limit=`)", ge=1)] = 500
     behind_tls: Annotated[bool, setting(
         "browsers reach the service only over HTTPS (a TLS-terminating proxy in front): page cookies are "

@@ -48,6 +48,16 @@ def auth(role: str, subject: str, key: str | None = None) -> dict[str, str]:
     return headers
 
 
+async def log_size(client) -> int:
+    """How many events the log holds, as readiness tells an operator or a regulator (never an anonymous caller)."""
+    return (await client.get("/health/ready", headers=auth("regulator", "examiner-health"))).json()["log_size"]
+
+
+def sse_ids(text: str) -> list[int]:
+    """The event ids (log positions) of a server-sent event stream, in the order they were sent."""
+    return [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+
+
 async def sign_in_form(client) -> str:
     """Open the sign-in form as a browser would (a fresh cookie jar): the form's hidden anti-forgery token."""
     client.cookies.clear()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
+from registry.db import outage
 from registry.db.embedded import SUPERUSER, EmbeddedPostgres
 from registry.eventlog.tail import LogTail
 from registry.eventlog.writer import Writer
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 
 APP_ROLE = "registry_app"
 """The role the service connects as; its privileges are granted by the migrations."""
+CLOSE_TIMEOUT = 2.0
+"""Longest wait at shutdown for pooled connections to come back (a dead server never answers them)."""
 
 
 class Dsns:
@@ -41,7 +45,11 @@ def resolve(settings: Settings, *, start_embedded: bool = True) -> Dsns:
 
 
 class Database:
-    """Piccolo's engine owns the asyncpg pool; the writer runs every command on it."""
+    """Piccolo's engine owns the asyncpg pool for reads; the writer keeps a connection of its own.
+
+    Both come back by themselves after the server does: the pool replaces a dead connection when
+    it is next acquired, the writer and the live tail reconnect with backoff.
+    """
 
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.dsn = dsn
@@ -65,9 +73,17 @@ class Database:
         assert self.engine is not None and self.engine.pool is not None, "database is not open"
         return self.engine.pool
 
-    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        """A pooled connection for reads (never for writes: those go through the writer)."""
-        return self.pool.acquire()
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for reads (never for writes: those go through the writer).
+
+        A database that is away (or goes away during the read) is DatabaseUnavailable: a 503, not a 500.
+        """
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except outage.LOST as exc:
+            raise outage.DatabaseUnavailable.now(exc) from exc
 
     async def open(self) -> None:
         import registry.features  # noqa: F401 - every projector and approvable action, before any write
@@ -76,8 +92,8 @@ class Database:
         await self.engine.start_connection_pool(
             min_size=self.settings.pool_min_size, max_size=self.settings.pool_max_size,
         )
-        self.writer = Writer(self.pool, max_batch=self.settings.max_batch, settings=self.settings)
-        self.writer.start()
+        self.writer = Writer(self.dsn, max_batch=self.settings.max_batch, settings=self.settings)
+        await self.writer.start()
 
     async def close(self) -> None:
         if self._tail is not None:
@@ -87,7 +103,12 @@ class Database:
             await self.writer.stop()
             self.writer = None
         if self.engine is not None and self.engine.pool is not None:
-            await self.engine.close_connection_pool()
+            try:
+                await asyncio.wait_for(self.engine.pool.close(), CLOSE_TIMEOUT)
+            except outage.LOST:  # includes the timeout
+                log.warning("database pool did not close in time; its connections are dropped")
+                self.engine.pool.terminate()
+            self.engine.pool = None
         self.engine = None
 
     async def __aenter__(self) -> Database:

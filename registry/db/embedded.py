@@ -8,7 +8,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import importlib.util
@@ -27,6 +30,9 @@ assert _spec is not None and _spec.submodule_search_locations, "the embedded-pos
 POSTGRES_BIN_PATH = Path(list(_spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 # Found without importing the wheel's package, whose import has side effects (runtime dirs, locks).
 DATABASE = "registry"
+IDENT_MAP = "registry"
+STOP_TIMEOUT = 5
+"""Seconds a fast shutdown may take before the server is stopped immediately (crash recovery on next start)."""
 
 
 def _process_name(pid: int) -> str:
@@ -41,10 +47,15 @@ class EmbeddedPostgresError(RuntimeError):
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL cluster under `<data_dir>/pg`, reachable over a Unix socket.
+    """A PostgreSQL cluster under `<data_dir>/pg`, reachable over a Unix socket only.
 
     `start()` initialises the cluster on first use, adopts a server left running by a crashed
     process, clears a stale `postmaster.pid`, and waits until the server accepts connections.
+
+    Who may connect: only the operating-system user running the service (and the server's own
+    user), by peer authentication — the kernel says who is on the other end of the socket, so
+    there is no password to keep — and the socket lives in a folder only that user can enter
+    (mode 0700). Nothing listens on TCP.
     """
 
     def __init__(self, data_dir: Path, *, settings: dict[str, str] | None = None) -> None:
@@ -54,6 +65,10 @@ class EmbeddedPostgres:
         self._run_as = SYSTEM_USER if os.geteuid() == 0 else None
         self.socket_dir = self._choose_socket_dir()
         self.port = 5432
+        self.restarts = 0
+        """Times `registry serve`'s supervisor started this server again after it died (a metric)."""
+        self._starting = False
+        """True while `pg_ctl start` runs (a server may be coming up that has no pid file yet)."""
 
     # -- paths and commands -------------------------------------------------------------
 
@@ -120,9 +135,7 @@ class EmbeddedPostgres:
 
     def take_ownership(self) -> None:
         """Files put into the cluster folder by this process (a restore) become the server user's."""
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_permissions()
+        self.prepare()
         if self._run_as is None:
             return
         entry = pwd.getpwnam(SYSTEM_USER)
@@ -130,13 +143,62 @@ class EmbeddedPostgres:
             for name in dirs + files:
                 os.chown(Path(root) / name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
+    def _make_socket_dir_private(self) -> None:
+        """The socket folder is ours alone (0700), even a short twin in the shared temp folder.
+
+        A folder of that name made beforehand by someone else (or a symlink) is refused rather
+        than used: whoever owns it could see, or replace, the server's socket.
+        """
+        if self.socket_dir == self.pgdata:
+            return  # initdb makes the data folder 0700
+        try:
+            self.socket_dir.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        info = self.socket_dir.lstat()
+        owners = {os.geteuid()}
+        if self._run_as is not None:
+            try:
+                owners.add(pwd.getpwnam(self._run_as).pw_uid)
+            except KeyError:  # the server's user does not exist yet: nothing of it can exist either
+                pass
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
+            raise EmbeddedPostgresError(
+                f"the socket folder {self.socket_dir} exists but is not a folder of this service's user; "
+                "remove it, or use a shorter data folder path")
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            self.socket_dir.chmod(0o700)
+
+    def _os_users(self) -> list[str]:
+        """Who connects: the service's user, and the server's own user (which runs psql and pgbench when we are root)."""
+        users = [pwd.getpwuid(os.geteuid()).pw_name]
+        if self._run_as is not None:
+            users.append(self._run_as)
+        return users
+
+    def _write_authentication(self) -> bool:
+        """Peer authentication over the socket for the service's users, nothing else; True if the files changed."""
+        hba = ("# written by registry: Unix-socket connections only, by the operating-system users in pg_ident.conf\n"
+               f"local all all peer map={IDENT_MAP}\n"
+               f"local replication all peer map={IDENT_MAP}\n")
+        ident = ("# written by registry: these operating-system users may sign in as any role\n"
+                 + "".join(f"{IDENT_MAP} {user} all\n" for user in self._os_users()))
+        changed = False
+        for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
+            path = self.pgdata / name
+            if path.read_text(encoding="utf-8") != text:
+                with open(path, "w", encoding="utf-8") as f:  # rewritten in place: keeps the server user's ownership
+                    f.write(text)
+                changed = True
+        return changed
+
     def initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
     def _initdb(self) -> None:
         log.info("initialising PostgreSQL cluster in %s", self.pgdata)
         self._run([
-            self.binary("initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=UTF8",
+            self.binary("initdb"), "-D", str(self.pgdata), "--auth=peer", "--encoding=UTF8",
             "--locale=C", "-U", SUPERUSER,
         ])
         conf = {
@@ -191,7 +253,7 @@ class EmbeddedPostgres:
         """The data and socket folders, owned by the server's user (before initdb or a base backup)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pgdata.mkdir(exist_ok=True)
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._make_socket_dir_private()
         self._prepare_permissions()
 
     def adopt_copied_cluster(self, settings: dict[str, str] | None = None) -> None:
@@ -207,18 +269,27 @@ class EmbeddedPostgres:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
 
-    def start(self, timeout: float = 60) -> bool:
-        """Make sure the server runs; True when this call started it (False: it was already up)."""
+    def start(self, timeout: float = 60, cancel: threading.Event | None = None) -> bool:
+        """Make sure the server runs; True when this call started it (False: it was already up).
+
+        `cancel` (set by whoever is shutting the service down) ends a start that is still retrying.
+        """
         self.prepare()
         if not self.initialised():
             self._initdb()
+        rewritten = self._write_authentication()
         started = self.running_pid() is None
         if not started:
             log.info("adopting PostgreSQL server already running for %s", self.pgdata)
+            if rewritten:
+                self._run([self.binary("pg_ctl"), "-D", str(self.pgdata), "reload"])
         else:
             self._clear_stale_lock_files()
             for attempt in range(5):
+                self._starting = True  # before looking at `cancel`: see stop()
                 try:
+                    if cancel is not None and cancel.is_set():
+                        raise EmbeddedPostgresError("not starting PostgreSQL: the service is stopping")
                     self._run([
                         self.binary("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.pgdata / "server.log"),
                         "-w", "-t", str(int(timeout)), "start",
@@ -226,11 +297,13 @@ class EmbeddedPostgres:
                     break
                 except EmbeddedPostgresError:
                     # after a crash, orphaned backends may hold the old shared memory for a moment
-                    if attempt == 4:
+                    if attempt == 4 or (cancel is not None and cancel.is_set()):
                         raise
                     log.warning("PostgreSQL did not start; retrying (see %s)", self.pgdata / "server.log")
-                    time.sleep(1 + attempt)
-                    self._clear_stale_lock_files()
+                finally:
+                    self._starting = False
+                (cancel or threading.Event()).wait(1 + attempt)
+                self._clear_stale_lock_files()
         deadline = time.monotonic() + timeout
         while not self._ready():
             if time.monotonic() > deadline:
@@ -252,10 +325,85 @@ class EmbeddedPostgres:
         ])
 
     def stop(self, mode: str = "fast") -> None:
+        """Stop the server, within about STOP_TIMEOUT seconds: a fast shutdown that takes longer becomes immediate.
+
+        A start under way in another thread (the supervisor restarting a crashed server) is waited
+        for briefly, so that the server it brings up is stopped too, not left behind.
+        """
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self._starting and self.running_pid() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         if self.running_pid() is None:
             return
-        self._run([self.binary("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"])
+        try:
+            self._run([self.binary("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "-t", str(STOP_TIMEOUT),
+                       "stop"], timeout=STOP_TIMEOUT + 10)
+        except (EmbeddedPostgresError, subprocess.TimeoutExpired):
+            if mode == "immediate" or self.running_pid() is None:
+                raise
+            log.warning("PostgreSQL did not stop within %d s; stopping it immediately", STOP_TIMEOUT)
+            self.stop("immediate")
 
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+MAX_RESTARTS = 5
+RESTART_WINDOW_SECONDS = 600.0
+CHECK_SECONDS = 0.5
+
+
+class Supervisor:
+    """Keeps the embedded server running while `registry serve` does.
+
+    A postmaster that dies (killed, out of memory, a crash) is started again: PostgreSQL replays
+    its write-ahead log (crash recovery), so every committed transaction is there, and the
+    service's connections come back by themselves. A server that keeps dying is not restarted
+    forever: after `max_restarts` restarts within `window` seconds the supervisor gives up and
+    calls `give_up` (`registry serve` then exits non-zero, for whoever supervises it in turn).
+    """
+
+    def __init__(self, server: EmbeddedPostgres, give_up: Callable[[], None], *, max_restarts: int = MAX_RESTARTS,
+                 window: float = RESTART_WINDOW_SECONDS) -> None:
+        self.server = server
+        self._give_up = give_up
+        self.max_restarts = max_restarts
+        self.window = window
+        self.gave_up = False
+        self._recent: deque[float] = deque()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="registry-postgres-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """No more restarts from now on (a restart under way gives up at its next step)."""
+        self._stopping.set()
+        self._thread.join(timeout=1.0)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(CHECK_SECONDS):
+            if self.server.running_pid() is not None:
+                continue
+            now = time.monotonic()
+            while self._recent and now - self._recent[0] > self.window:
+                self._recent.popleft()
+            if len(self._recent) >= self.max_restarts:
+                log.critical("embedded PostgreSQL stopped again after %d restarts within %.0f minutes; giving up",
+                             len(self._recent), self.window / 60)
+                self.gave_up = True
+                self._give_up()
+                return
+            self._recent.append(now)
+            self.server.restarts += 1
+            log.error("embedded PostgreSQL is not running; restarting it (restart %d of at most %d within %.0f minutes; "
+                      "crash recovery replays its log, see %s)", len(self._recent), self.max_restarts,
+                      self.window / 60, self.server.pgdata / "server.log")
+            try:
+                self.server.start(cancel=self._stopping)
+            except (EmbeddedPostgresError, subprocess.TimeoutExpired) as exc:
+                log.error("embedded PostgreSQL did not start: %s", exc)
+                continue
+            log.warning("embedded PostgreSQL is running again")

@@ -8,6 +8,8 @@ import io
 import os
 from pathlib import Path
 
+import asyncpg
+
 os.environ.setdefault("PICCOLO_CONF", "registry.db.piccolo_conf")
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager  # noqa: E402
@@ -85,6 +87,6 @@ async def pending_migrations(conn, folder: Path) -> list[str]:
     """Ids shipped but not yet applied to the database behind `conn`."""
     try:
         applied = {r["name"] for r in await conn.fetch("SELECT name FROM migration WHERE app_name = $1", APP_NAME)}
-    except Exception:  # no migration table yet: nothing applied
+    except asyncpg.UndefinedTableError:  # no migration table yet: nothing applied
         applied = set()
     return [i for i in migration_ids(folder) if i not in applied]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from registry.access.policy import READ_ALL, allow
+from registry.db.outage import DatabaseUnavailable
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
 from registry.clock import SHANGHAI
@@ -90,9 +92,15 @@ class EventController(Controller):
             sent = 0
             while limit is None or sent < limit:
                 known = tail.head  # everything committed up to here is visible to the read below
-                async with state.db.connection() as conn:
-                    batch = await store.read_events(conn, after=position, stream=stream, event_type=event_type,
-                                                    actor=actor, limit=TAIL_BATCH)
+                try:
+                    async with state.db.connection() as conn:
+                        batch = await store.read_events(conn, after=position, stream=stream, event_type=event_type,
+                                                        actor=actor, limit=TAIL_BATCH)
+                except DatabaseUnavailable as exc:
+                    # the follower stays connected and resumes after its last event once the database is back
+                    yield ServerSentEventMessage(comment="the database is unavailable; resuming when it is back")
+                    await asyncio.sleep(exc.retry_after)
+                    continue
                 for event in batch:
                     yield ServerSentEventMessage(id=event.position, event=event.type,
                                                  data=encoder.encode(event).decode())

@@ -10,6 +10,14 @@ after the commit, so an acknowledged write is durable.
 Across processes the transaction starts with an advisory lock, so two service processes on one
 database still produce one dense chain; the database's own triggers and unique keys back every
 guarantee in case anything bypasses this code.
+
+The writer owns one connection of its own (not the pool's). When PostgreSQL goes away (restart,
+crash, failover, a terminated backend) the writer notices at once, forgets everything it
+remembered, and reconnects with backoff — through every host of a multi-host DATABASE_URL, so
+`target_session_attrs=read-write` finds a promoted primary. Meanwhile commands are answered 503
+`database.unavailable` (nothing was written); a command whose COMMIT was under way when the
+connection broke is answered 503 `eventlog.outcome_unknown`: its Idempotency-Key is durable,
+so sending it again either returns the original answer or runs it now.
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ import asyncpg
 import msgspec
 
 from registry.clock import Clock, business_date, fixed_clock, market_clock
-from registry.errors import Conflict, InternalError, RegistryError, RuleViolation
+from registry.db import outage
+from registry.db.outage import DatabaseUnavailable
+from registry.errors import Conflict, InternalError, RegistryError, RuleViolation, Unavailable
 from registry.eventlog import canonical, projection
 from registry.eventlog.memo import Memo, prefetch
 from registry.eventlog.model import GENESIS_HASH, CanonicalEvent, EventMeta, NewEvent
@@ -36,6 +46,8 @@ from registry.eventlog.projection import EventRecord
 log = logging.getLogger(__name__)
 
 WRITER_LOCK = 7_301_002
+APPLICATION_NAME = "registry-writer"
+"""How the writer's connection shows in pg_stat_activity."""
 LOG_CHANNEL = "registry_log"
 """NOTIFY channel carrying the last committed position of each batch."""
 NO_STREAM = -1
@@ -49,6 +61,11 @@ VALUE_REFUSALS = (
 )
 """The database refusing a value the request carried: the caller gets the error itself, which the HTTP
 layer answers with 400 like the same refusal on a read; anything else failing is a 500."""
+RECONNECT_GRACE = 1.0
+"""A batch that finds the connection just lost waits this long for the first reconnection attempt
+(a terminated backend, a connection dropped while idle) before its commands are refused."""
+STOP_TIMEOUT = 3.0
+"""Longest wait at shutdown for queued commands to finish (a database that went away answers none)."""
 
 
 class StreamVersionConflict(Conflict):
@@ -56,6 +73,17 @@ class StreamVersionConflict(Conflict):
 
     code = "eventlog.stream_version_conflict"
     title = "The stream has changed since you read it"
+
+
+class OutcomeUnknown(Unavailable):
+    """The connection broke while the command's transaction was committing: it may or may not be in the log."""
+
+    code = "eventlog.outcome_unknown"
+    title = "The connection to the database broke while the command was committing; it may or may not be written"
+
+
+class _CommitInterrupted(Exception):
+    """Raised inside the writer when COMMIT was sent but no answer came back."""
 
 
 class IdempotencyKeyReused(RuleViolation):
@@ -182,8 +210,8 @@ class WriteContext:
 class Writer:
     """Runs commands serially in batches; see the module docstring."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, settings: Any = None) -> None:
-        self._pool = pool
+    def __init__(self, dsn: str, *, max_batch: int = 256, settings: Any = None) -> None:
+        self._dsn = dsn
         self.settings = settings
         """The market's settings, for rules that read them (handlers see them as ctx.settings)."""
         self.clock: Clock = market_clock(getattr(settings, "clock", None))
@@ -191,7 +219,18 @@ class Writer:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._settled = asyncio.Event()
+        """Set once the keeper's latest attempt to connect has ended, either way."""
+        self._in_flight: list[_Job] = []
+        self.unavailable: str | None = "not started"
+        """Why the writer cannot write right now (what readiness reports); None while it can."""
+        self._retry_at = 0.0
+        """When (time.monotonic()) the next connection attempt is due while unavailable."""
+        self.reconnects = 0
+        """How many times a lost connection was replaced (a counter for monitoring)."""
         # State valid only while we hold the writer lock and nobody else wrote meanwhile.
         self._head_position = -1
         self._head_hash = GENESIS_HASH
@@ -220,27 +259,111 @@ class Writer:
         finally:
             self.clock = previous
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="registry-writer")
+    async def start(self) -> None:
+        """Connect (failing if the database cannot be reached now), then start taking commands."""
+        if self._task is not None:
+            return
+        self._adopt(await self._open_connection())
+        self._task = asyncio.create_task(self._run(), name="registry-writer")
+        self._keeper = asyncio.create_task(self._keep_connected(), name="registry-writer-connection")
 
-    async def stop(self) -> None:
-        """Finish queued commands, then stop."""
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Finish queued commands (waiting at most `timeout` seconds), then stop."""
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            log.warning("writer stopping with commands unfinished after %.0f s", timeout)
         if self.commands:
             log.info("writer stopping: %d commands in %d batches (%.1f per batch)", self.commands, self.batches,
                      self.commands / max(self.batches, 1))
-        self._task.cancel()
+        cut_short = list(self._in_flight)
+        tasks = (self._task, self._keeper)
+        for task in tasks:
+            task.cancel()  # type: ignore[union-attr]
+        await asyncio.wait(tasks, timeout=1.0)  # type: ignore[arg-type]  # a batch stuck on a dead socket is left behind
+        self._task = self._keeper = None
+        # Whatever was cut short is answered: a batch in flight may have committed, a queued command did not run.
+        self._answer(cut_short, OutcomeUnknown(
+            "the service stopped while the command was being written; send it again with the same "
+            "Idempotency-Key to learn its outcome"))
+        while not self._queue.empty():
+            self._answer([self._queue.get_nowait()], DatabaseUnavailable.now("the service is stopping"))
+            self._queue.task_done()
+        conn, self._conn = self._conn, None
+        self.unavailable = "stopped"
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 1.0)
+            except Exception:  # noqa: BLE001 - a dead or stuck connection is simply dropped
+                conn.terminate()
+
+    # -- the connection -------------------------------------------------------------------
+
+    async def _open_connection(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self._dsn, timeout=outage.CONNECT_TIMEOUT,
+                                     server_settings={"application_name": APPLICATION_NAME})
         try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
-        if self._conn is not None:
-            await self._pool.release(self._conn)
-            self._conn = None
+            # Everything the writer reads is a lookup by key. Statistics taken while a table was small (a new
+            # market, or right after a bulk load) made the planner scan the idempotency keys for every batch
+            # until autoanalyze caught up; on this connection an index is always preferred.
+            await conn.execute("SET enable_seqscan = off")
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._on_closed)
+        return conn
+
+    def _adopt(self, conn: asyncpg.Connection) -> None:
+        """A fresh connection: whatever was remembered is forgotten (the log may have moved on meanwhile)."""
+        self._forget()
+        self._conn = conn
+        self.unavailable = None
+        self._lost.clear()
+        self._settled.set()
+
+    def _drop(self, conn: asyncpg.Connection, why: str) -> None:
+        """Give up a broken connection; the keeper replaces it."""
+        if conn is not self._conn:
+            return
+        log.warning("writer lost its database connection: %s", why)
+        self._forget()
+        self._conn = None
+        self.unavailable = f"connection lost: {why}"
+        self._retry_at = time.monotonic()
+        self._settled = asyncio.Event()
+        self._lost.set()
+        if not conn.is_closed():
+            conn.terminate()
+
+    def _on_closed(self, conn: asyncpg.Connection) -> None:
+        """asyncpg saw the socket close (a restart, a terminated backend): reconnect now, not at the next command."""
+        if not self._in_flight:
+            self._drop(conn, "the server closed the connection")
+        # during a batch, the batch meets the closed connection itself and drops it
+
+    async def _keep_connected(self) -> None:
+        while True:
+            await self._lost.wait()
+            conn = await outage.reconnect(self._open_connection, "the writer", self._note_failure)
+            self.reconnects += 1
+            self._adopt(conn)
+            log.warning("writer reconnected to the database (reconnection %d)", self.reconnects)
+
+    def _note_failure(self, exc: BaseException, delay: float) -> None:
+        self.unavailable = f"cannot connect: {outage.describe(exc)}"
+        self._retry_at = time.monotonic() + delay
+        self._settled.set()
+
+    def _refusal(self) -> DatabaseUnavailable:
+        return DatabaseUnavailable.now(f"the writer: {self.unavailable}", self._retry_at - time.monotonic())
+
+    @staticmethod
+    def _answer(jobs: Sequence[_Job], error: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error)
 
     @property
     def queue_depth(self) -> int:
@@ -283,26 +406,59 @@ class Writer:
             jobs = [await self._queue.get()]
             while len(jobs) < self._max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
+            self._in_flight = jobs
             try:
                 await self._process(jobs)
             except Exception:  # never let the loop die; every job gets an answer
                 log.exception("writer batch failed")
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(InternalError("the write failed; nothing was written"))
+                self._answer(jobs, InternalError("the write failed; nothing was written"))
             finally:
+                self._in_flight = []
                 for _ in jobs:
                     self._queue.task_done()
 
-    async def _process(self, jobs: list[_Job]) -> None:
+    async def _usable_connection(self) -> asyncpg.Connection | None:
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            return conn
+        if conn is not None:
+            self._drop(conn, "the server closed the connection")
+        if not self._settled.is_set():
+            # lost just now and not yet retried: the first attempt is usually quick (a terminated backend)
+            try:
+                await asyncio.wait_for(self._settled.wait(), RECONNECT_GRACE)
+            except TimeoutError:
+                return None
+        return self._conn
+
+    async def _process(self, jobs: list[_Job], *, retry: bool = True) -> None:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = await self._usable_connection()
+        if conn is None:
+            self._answer(jobs, self._refusal())
+            return
         started = time.perf_counter()
         try:
-            outcomes = await self._run_batch(jobs)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            outcomes = await self._run_batch(conn, jobs)
+        except _CommitInterrupted as exc:
+            self._drop(conn, outage.describe(exc.__cause__ or exc))
+            log.error("the connection broke during COMMIT of %d command(s); their outcome is unknown", len(jobs))
+            self._answer(jobs, OutcomeUnknown(
+                "the connection to the database broke while the command was committing, so it may or may not "
+                "have been written; send it again with the same Idempotency-Key: if it was written you get its "
+                "original answer, otherwise it runs now", retry_after=1))
+            return
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, *outage.LOST) as exc:
             self._forget()
-            if self._conn is not None and self._conn.is_closed():
-                await self._pool.release(self._conn)  # a broken connection goes back; the next batch gets a new one
-                self._conn = None
+            if outage.lost(exc, conn):
+                # The transaction never reached COMMIT, so the server rolled it back: nothing was written.
+                self._drop(conn, outage.describe(exc))
+                if retry:
+                    await self._process(jobs, retry=False)  # on the replacement, if there is one already
+                else:
+                    self._answer(jobs, self._refusal())
+                return
             if len(jobs) == 1:
                 log.error("command %s failed in the database: %s", jobs[0].meta.command, exc)
                 jobs[0].future.set_exception(exc if isinstance(exc, VALUE_REFUSALS) else InternalError(
@@ -329,20 +485,14 @@ class Writer:
         self._rows.clear()
         self._deferred.clear()
 
-    async def _run_batch(self, jobs: list[_Job]) -> list[CommandResult | BaseException]:
+    async def _run_batch(self, conn: asyncpg.Connection, jobs: list[_Job]) -> list[CommandResult | BaseException]:
         outcomes: list[CommandResult | BaseException] = []
         self._rows = []
         self._deferred = []
-        if self._conn is None or self._conn.is_closed():
-            # One long-lived connection: no pool round trips (acquire, reset) per batch.
-            self._conn = await self._pool.acquire()
-            # Everything the writer reads is a lookup by key. Statistics taken while a table was small (a new
-            # market, or right after a bulk load) made the planner scan the idempotency keys for every batch
-            # until autoanalyze caught up; on this connection an index is always preferred (the pool resets
-            # the setting when the connection goes back).
-            await self._conn.execute("SET enable_seqscan = off")
-        conn = self._conn
-        async with conn.transaction():
+        committed_head = (self._head_position, self._head_hash)
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
             head = await conn.fetchrow("SELECT head_position, head_hash FROM writer_begin($1)", WRITER_LOCK)
             position = -1 if head["head_position"] is None else head["head_position"]
             hash_ = GENESIS_HASH if head["head_hash"] is None else bytes(head["head_hash"])
@@ -353,19 +503,30 @@ class Writer:
                 self._versions.clear()
             self._head_position, self._head_hash = position, hash_
             committed_head = (position, hash_)
-            try:
-                replays = await self._load_idempotency(conn, jobs)
-                await self._prefetch_versions(conn, jobs)
-                await prefetch(conn, self.memo, [job.handler for job in jobs if job.memo_only])
-                new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
-                now = self.clock()
-                for job in jobs:
-                    outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
-                await self._apply_deferred(conn)
-                await self._flush(conn, new_keys, now)
-            except BaseException:
-                self._head_position, self._head_hash = committed_head
-                raise
+            replays = await self._load_idempotency(conn, jobs)
+            await self._prefetch_versions(conn, jobs)
+            await prefetch(conn, self.memo, [job.handler for job in jobs if job.memo_only])
+            new_keys: dict[tuple[str, str], tuple[_Job, CommandResult]] = {}
+            now = self.clock()
+            for job in jobs:
+                outcomes.append(await self._run_job(conn, job, replays, new_keys, now))
+            await self._apply_deferred(conn)
+            await self._flush(conn, new_keys, now)
+        except BaseException:
+            self._head_position, self._head_hash = committed_head
+            if not conn.is_closed():  # (a closed one was rolled back by the server)
+                try:
+                    await transaction.rollback()
+                except BaseException as exc:  # the connection is unusable: let it go, the keeper replaces it
+                    self._drop(conn, f"rollback failed: {outage.describe(exc)}")
+            raise
+        try:
+            await transaction.commit()
+        except BaseException as exc:
+            self._head_position, self._head_hash = committed_head
+            if outage.lost(exc, conn):
+                raise _CommitInterrupted("COMMIT got no answer") from exc
+            raise
         return outcomes
 
     async def _run_job(self, conn: asyncpg.Connection, job: _Job, replays: dict, new_keys: dict,
@@ -413,6 +574,8 @@ class Writer:
                 return exc
             if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)) and savepoint is None:
                 raise  # the transaction is unusable; the caller isolates the failing command
+            if outage.lost(exc, conn):
+                raise  # the whole batch is lost with its connection
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.exception("command %s failed", job.meta.command)

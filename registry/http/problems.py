@@ -12,6 +12,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from registry import errors
+from registry.db import outage
 from registry.http.request_id import request_id_for
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ STATUS_BY_KIND: tuple[tuple[type[errors.RegistryError], int], ...] = (
     (errors.PayloadTooLarge, 413),
     (errors.RuleViolation, 422),
     (errors.InternalError, 500),
+    (errors.Unavailable, 503),
 )
 
 _HTTP_CODES = {
@@ -48,8 +50,12 @@ def status_of_kind(kind: type[errors.RegistryError]) -> int:
 
 
 def problem(status: int, code: str, title: str, detail: str, request: Request | None = None,
-            extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Response[dict[str, Any]]:
-    """A problem document; `extra` (the rule's figures) may not overwrite the standard members."""
+            extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+            retry_after: int | None = None) -> Response[dict[str, Any]]:
+    """A problem document; `extra` (the rule's figures) may not overwrite the standard members.
+
+    `retry_after` (seconds) goes out as the Retry-After header of a 503.
+    """
     body: dict[str, Any] = {
         "type": f"urn:registry:problem:{code}",
         "title": title,
@@ -66,11 +72,16 @@ def problem(status: int, code: str, title: str, detail: str, request: Request | 
             body[key] = value
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    if retry_after is not None:
+        headers = {**(headers or {}), "Retry-After": str(retry_after)}
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def registry_error_handler(request: Request, exc: errors.RegistryError) -> Response[dict[str, Any]]:
     status = status_of(exc)
+    if isinstance(exc, errors.Unavailable):
+        log.info("request refused for now: %s", exc.detail)
+        return problem(status, exc.code, exc.title, exc.detail, request, exc.figures, retry_after=exc.retry_after)
     if status >= 500:
         log.error("request failed: %s", exc.detail)
     return problem(status, exc.code, exc.title, exc.detail, request, exc.figures)
@@ -98,6 +109,8 @@ def out_of_range_handler(request: Request, exc: Exception) -> Response[dict[str,
 
 
 def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    if outage.lost(exc):  # a read that met the database going away: the same request works once it is back
+        return registry_error_handler(request, outage.DatabaseUnavailable.now(exc))
     log.exception("unexpected error")
     return problem(500, "internal.error", "The service failed to carry out the request",
                    "an unexpected error occurred; nothing was written", request)

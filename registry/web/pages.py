@@ -56,7 +56,8 @@ HOME_LINKS = {
     Role.enterprise: [("/ui/enterprise", "本企业", "my enterprise")],
 }
 REFUSALS_ZH = {400: "请求有误", 403: "您无权查看此页面", 404: "没有找到", 409: "与当前状态冲突", 422: "业务规则不允许",
-               ForeignForm.code: "此表单不是由本站页面提交的（或已失效），请重新打开登录页面"}
+               ForeignForm.code: "此表单不是由本站页面提交的（或已失效），请重新打开登录页面",
+               503: "数据库暂时无法访问，请稍后重试"}
 FUNNEL_STAGES = (Stage.applied, Stage.incubation, Stage.standardisation, Stage.cultivation, Stage.listing_reserve,
                  Stage.neeq_application, Stage.neeq_base, Stage.neeq_innovation, Stage.bse_application,
                  Stage.bse_listed)

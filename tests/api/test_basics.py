@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from support import auth, tianjin_uscc
+from support import auth, log_size, tianjin_uscc
 
 ENTERPRISE = {
     "uscc": tianjin_uscc(1), "name": "天津海河智能科技有限公司", "legal_form": "llc",
@@ -13,15 +13,18 @@ ENTERPRISE = {
 }
 
 
-async def log_size(client: httpx.AsyncClient) -> int:
-    r = await client.get("/health/ready")
-    return r.json()["log_size"]
-
 
 async def test_liveness_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
-    ready = await client.get("/health/ready")
+    ready = await client.get("/health/ready", headers=auth("regulator", "examiner-1"))
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "log_size": 1}  # the calendar seed
+
+
+@pytest.mark.parametrize("who", [None, ("investor", "INV-1"), ("enterprise", tianjin_uscc(1))])
+async def test_readiness_tells_anyone_but_operators_and_regulators_only_the_status(
+        client: httpx.AsyncClient, who: tuple[str, str] | None) -> None:
+    ready = await client.get("/health/ready", headers=auth(*who) if who else {})
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
 
 
 async def test_openapi_document_and_docs_page_are_served(client: httpx.AsyncClient) -> None:

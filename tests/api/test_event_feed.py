@@ -8,7 +8,7 @@ import httpx
 
 from registry.eventlog.model import EventMeta, NewEvent
 from registry.eventlog.writer import NO_STREAM
-from support import auth
+from support import auth, sse_ids
 
 REGULATOR = auth("regulator", "csrc-1")
 
@@ -17,10 +17,6 @@ async def append(db, stream: str, actor: str, role: str = "operator", n: int = 1
     for i in range(n):
         await db.writer.append(stream, None, [NewEvent(type="test.happened", data={"i": i})],
                                EventMeta(actor=actor, role=role, command="test"))
-
-
-def sse_ids(text: str) -> list[int]:
-    return [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
 
 
 async def test_the_feed_filters_by_stream_type_actor_role_and_time(client: httpx.AsyncClient, db) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from registry.demo import load_demo
-from support import auth
+from support import auth, log_size
 
 SEED = 20261126
 PER_OPERATION = 30
@@ -89,9 +89,6 @@ async def known_ids(client: httpx.AsyncClient) -> dict[str, list[str]]:
                          for a in await items(f"/investors/{investor}/accounts", "account_id")]
     return ids
 
-
-async def log_size(client: httpx.AsyncClient) -> int:
-    return (await client.get("/health/ready")).json()["log_size"]
 
 
 async def test_no_request_gets_a_server_error_and_no_refusal_writes(client: httpx.AsyncClient, dsns, settings) -> None:

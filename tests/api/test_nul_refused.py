@@ -5,14 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from support import DIGEST, auth
+from support import DIGEST, auth, log_size
 
 OPERATOR = auth("operator", "op-1")
 REGULATOR = auth("regulator", "csrc-1")
 
-
-async def log_size(client: httpx.AsyncClient) -> int:
-    return (await client.get("/health/ready")).json()["log_size"]
 
 
 def assert_refused(r: httpx.Response, where: str) -> None:

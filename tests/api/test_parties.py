@@ -8,7 +8,7 @@ import itertools
 import httpx
 import pytest
 
-from support import DIGEST, TEST_TODAY, auth, tianjin_uscc
+from support import DIGEST, TEST_TODAY, auth, log_size, tianjin_uscc
 from warrant_fixtures import travel
 
 _keys = itertools.count()
@@ -36,9 +36,6 @@ async def new_account(client: httpx.AsyncClient, investor_id: str, **body) -> di
     assert r.status_code == 201, r.text
     return r.json()
 
-
-async def log_size(client: httpx.AsyncClient) -> int:
-    return (await client.get("/health/ready")).json()["log_size"]
 
 
 async def test_an_enterprise_is_registered_and_listed(client: httpx.AsyncClient) -> None:

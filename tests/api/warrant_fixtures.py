@@ -7,7 +7,7 @@ import itertools
 
 import httpx
 
-from support import DIGEST, TEST_TODAY, auth, tianjin_uscc
+from support import DIGEST, TEST_TODAY, auth, log_size, tianjin_uscc
 
 _keys = itertools.count()
 TODAY = TEST_TODAY
@@ -27,9 +27,6 @@ async def ok(response: httpx.Response, status: int = 200) -> dict:
     assert response.status_code in (status, 201), response.text
     return response.json()
 
-
-async def log_size(client: httpx.AsyncClient) -> int:
-    return (await client.get("/health/ready")).json()["log_size"]
 
 
 async def investor(client: httpx.AsyncClient, name: str, *, qualified: bool = True,

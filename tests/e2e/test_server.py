@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -26,19 +27,45 @@ def registry(*args: str, data_dir: Path, check: bool = True) -> subprocess.Compl
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **env: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=subprocess_env())
+            stdout=self.log, stderr=subprocess.STDOUT, env={**subprocess_env(), **env})
         wait_until_ready(self.url, self.proc, Path(self.log.name))
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=60)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text()
+
+    def kill_postgres(self) -> int:
+        """kill -9 the embedded postmaster; returns its pid."""
+        pid = EmbeddedPostgres(self.data_dir).running_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def write_until_accepted(self, headers: dict[str, str], key: str, within: float) -> float:
+        """POST one investor until it is accepted; only 201 or a 503 with Retry-After is an answer. Seconds taken."""
+        started = time.monotonic()
+        while True:
+            try:
+                r = httpx.post(f"{self.url}/investors", headers={**headers, "Idempotency-Key": key}, timeout=10,
+                               json={"kind": "natural_person", "name": key, "identity_document_digest": DIGEST})
+            except httpx.HTTPError:
+                r = None
+            if r is not None and r.status_code == 201:
+                return time.monotonic() - started
+            if r is not None:
+                assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1, r.text
+            assert time.monotonic() - started < within, f"no write accepted within {within} s:\n{self.output()}"
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -186,3 +213,43 @@ def test_serve_on_an_external_database_migrates_as_the_owner_and_leaves_that_ser
         assert proc.wait(timeout=60) == 0
         shutil.rmtree(keys, ignore_errors=True)
     assert pg_server.running_pid() is not None  # an external server is not ours to stop
+
+
+def test_a_killed_postmaster_is_restarted_by_serve_and_writes_resume(data_dir: Path) -> None:
+    server = Server(data_dir)
+    headers = operator_token(data_dir)
+    try:
+        server.write_until_accepted(headers, "before", within=10)
+        killed = server.kill_postgres()
+        server.write_until_accepted(headers, "after", within=60)
+        restarted = EmbeddedPostgres(data_dir).running_pid()
+        assert restarted is not None and restarted != killed
+        assert httpx.get(f"{server.url}/health/ready").status_code == 200
+        assert "restarting it" in server.output() and server.proc.poll() is None
+    finally:
+        assert server.stop() == 0
+    assert EmbeddedPostgres(data_dir).running_pid() is None
+
+
+def test_sigterm_during_a_database_outage_stops_serve_within_ten_seconds(data_dir: Path) -> None:
+    server = Server(data_dir)
+    server.kill_postgres()
+    time.sleep(0.3)  # the supervisor is noticing, or already restarting it
+    server.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert server.proc.wait(timeout=10) == 0, server.output()
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 5
+    while EmbeddedPostgres(data_dir).running_pid() is not None:  # nothing left running behind it
+        assert time.monotonic() < deadline, "a PostgreSQL server outlived the service"
+        time.sleep(0.1)
+
+
+def test_serve_gives_up_with_a_non_zero_exit_when_postgresql_keeps_dying(data_dir: Path) -> None:
+    server = Server(data_dir, REGISTRY_EMBEDDED_MAX_RESTARTS="1")
+    headers = operator_token(data_dir)
+    server.kill_postgres()
+    server.write_until_accepted(headers, "once", within=60)  # the one restart allowed
+    server.kill_postgres()
+    assert server.proc.wait(timeout=30) == 3
+    assert "giving up" in server.output()
