@@ -8,8 +8,11 @@ through this very writer:
 
 - each appended event is shown to the watchers registered for its type, which bring the memory
   up to date (or forget what the event changes);
-- the memory is forgotten whole whenever the writer cannot vouch for it: another process wrote
-  (the head moved under it), a batch failed, or a command failed after appending.
+- when another process appended (a second service instance: the head moved under the writer),
+  its events are read, checked to chain from the writer's head, and shown to the same watchers;
+- the memory is forgotten whole whenever the writer cannot vouch for it: a batch failed, a command
+  failed after appending, the connection was lost, or another process appended more than the
+  writer will read to catch up.
 
 The projection tables stay the truth; what is remembered is always what a replay would say.
 """

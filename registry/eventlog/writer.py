@@ -53,6 +53,9 @@ LOG_CHANNEL = "registry_log"
 NO_STREAM = -1
 """Expected version of a stream that must not exist yet."""
 STREAM_CACHE_LIMIT = 200_000
+CATCH_UP_LIMIT = 10_000
+"""Most events another process may have appended that the writer reads to bring its memory forward;
+past that it forgets and reloads from the tables."""
 VALUE_REFUSALS = (
     asyncpg.NumericValueOutOfRangeError, asyncpg.InvalidTextRepresentationError,
     asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError,
@@ -243,6 +246,8 @@ class Writer:
         self._undo: dict[str, int | None] = {}
         self.batches = 0
         self.commands = 0
+        self.caught_up = 0
+        """Events another process appended that the memory was brought forward through (not forgotten)."""
         self.on_batch: Callable[[int, float], None] | None = None
         """Told each committed batch's command count and seconds from start to commit (metrics)."""
 
@@ -478,6 +483,40 @@ class Writer:
             else:
                 job.future.set_result(outcome)
 
+    async def _catch_up(self, conn: asyncpg.Connection, position: int, hash_: bytes) -> bool:
+        """Another process appended since our last batch (a second service instance on the database):
+        bring the memory forward through its events, in log order, with the same watchers our own
+        appends go through — instead of forgetting it, which would make every instance reload its hot
+        state at every batch. False (forget instead) when the memory is not known to be current at our
+        last head, the gap is large, or the events read are not exactly the chain from our head to
+        theirs."""
+        since = self._head_position
+        if since < -1 or not since < position <= since + CATCH_UP_LIMIT:
+            return False
+        rows = await conn.fetch("SELECT canonical, hash, prev_hash FROM event WHERE position > $1 AND position <= $2 "
+                                "ORDER BY position", since, position)
+        if len(rows) != position - since:
+            return False
+        previous = self._head_hash
+        events = []
+        for row in rows:
+            if bytes(row["prev_hash"]) != previous:
+                return False
+            previous = bytes(row["hash"])
+            try:
+                events.append(canonical.decode(row["canonical"]))
+            except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+                return False
+        if previous != hash_:
+            return False
+        for e in events:
+            self._versions[e.stream] = e.version
+            self.memo.observe(EventRecord(position=e.position, stream=e.stream, type=e.type, data=e.data,
+                                          actor=e.meta.actor, recorded_at=e.recorded_at,
+                                          effective_date=e.effective_date))
+        self.caught_up += len(events)
+        return True
+
     def _forget(self) -> None:
         self._head_position = -2  # unknown: re-read and drop cached versions next batch
         self._versions.clear()
@@ -496,8 +535,9 @@ class Writer:
             head = await conn.fetchrow("SELECT head_position, head_hash FROM writer_begin($1)", WRITER_LOCK)
             position = -1 if head["head_position"] is None else head["head_position"]
             hash_ = GENESIS_HASH if head["head_hash"] is None else bytes(head["head_hash"])
-            if position != self._head_position or hash_ != self._head_hash:
-                self._versions.clear()  # someone else wrote: cached versions and memo may be stale
+            if (position != self._head_position or hash_ != self._head_hash) and \
+                    not await self._catch_up(conn, position, hash_):
+                self._versions.clear()  # the memory cannot be brought forward: start again from the tables
                 self.memo.clear()
             if len(self._versions) > STREAM_CACHE_LIMIT:
                 self._versions.clear()

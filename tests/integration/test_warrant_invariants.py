@@ -244,7 +244,7 @@ async def test_a_read_in_the_same_batch_sees_the_transfers_queued_before_it(mark
     await check_projection_equals_replay(db, code)
 
 
-async def test_another_writer_on_the_same_database_makes_the_first_forget(market, dsns, settings) -> None:
+async def test_another_writer_on_the_same_database_is_caught_up_through_its_events(market, dsns, settings) -> None:
     db, accounts = market
     code = await new_series(db, accounts, 100)
     await run(db, _transfer(code, accounts[0], accounts[1], 10))
@@ -252,11 +252,40 @@ async def test_another_writer_on_the_same_database_makes_the_first_forget(market
     async with Database(dsns.app, relaxed) as other:
         pin_clock(other)
         await run(other, _transfer(code, accounts[0], accounts[1], 85))
+    caught_up = db.writer.caught_up
     with pytest.raises(domain.InsufficientAvailable) as refused:
         await run(db, _transfer(code, accounts[0], accounts[1], 10))
     assert refused.value.figures["available"] == 5
+    # the other writer's transfer was read and applied to the memory, not a reason to forget it
+    assert db.writer.caught_up > caught_up and db.writer.memo.get((hot.SERIES, code)) is not None
     await run(db, _transfer(code, accounts[0], accounts[1], 5))
     await check_projection_equals_replay(db, code)
+
+
+@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.booleans(), st.lists(command, min_size=1, max_size=4)), min_size=1, max_size=8))
+async def test_two_writers_taking_turns_on_one_database_remember_what_the_tables_say(market, dsns, settings,
+                                                                                       steps) -> None:
+    """Two service instances share a database: each brings its memory forward through the other's
+    events, and after every turn both memories equal a fresh load from the tables."""
+    db, accounts = market
+    code = await new_series(db, accounts, 1_000, max_holders=4)
+    relaxed = msgspec.structs.replace(settings, holding_interval_trading_days=0)
+    async with Database(dsns.app, relaxed) as other:
+        pin_clock(other)
+        for use_other, batch in steps:
+            writer = other if use_other else db
+            outcomes = await asyncio.gather(*(writer.writer.execute(handler_for(code, accounts, c), OPERATOR)
+                                              for c in batch), return_exceptions=True)
+            assert [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, RegistryError)] == []
+            for each in (db, other):
+                await each.writer.execute(_noop, OPERATOR)  # a batch: it catches up with the other's events
+                await check_memory_equals_tables(each, code)
+    await check_projection_equals_replay(db, code)
+
+
+async def _noop(ctx) -> dict:
+    return {}
 
 
 @pytest.mark.parametrize("together", [False, True], ids=["one by one", "in one batch"])
