@@ -128,7 +128,7 @@ class ServiceCollector(Collector):
     async def refresh(self) -> None:
         """Read the log head and the latest signed checkpoint (two index lookups)."""
         try:
-            async with self.db.connection() as conn:
+            async with self.db.primary() as conn:
                 self.log_size = (await store.head(conn))[0]
                 latest = await audit_store.latest_checkpoint(conn)
         except Exception as exc:  # a scrape still answers, saying the database is down
