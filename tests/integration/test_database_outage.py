@@ -153,9 +153,10 @@ async def test_postgresql_restarted_mid_traffic_costs_only_503s_and_loses_no_ack
             readiness.append((time.monotonic(), r.status_code))
             if r.status_code == 503:
                 assert r.json()["failed"] and int(r.headers["Retry-After"]) >= 1  # an insider is told what failed
-                anonymous = await client.get("/health/ready")
-                assert anonymous.status_code == 503 and "failed" not in anonymous.json(), anonymous.text
-                assert anonymous.json()["detail"] == "not ready"  # and anyone else only that
+                anonymous = await client.get("/health/ready")  # PostgreSQL may be back already: ready, then
+                assert "failed" not in anonymous.json() and "log_size" not in anonymous.json(), anonymous.text
+                if anonymous.status_code == 503:
+                    assert anonymous.json()["detail"] == "not ready"  # and anyone else only that
             read = await client.get("/investors?limit=1", headers=OPERATOR)
             reads[read.status_code] += 1
             if read.status_code != 200:

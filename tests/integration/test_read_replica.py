@@ -5,6 +5,7 @@ that is behind or away only moves the read to the primary."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 import time
@@ -84,6 +85,7 @@ async def test_a_write_sends_no_min_position_through_and_reads_say_where_they_we
         # the regulator's proofs extend the Merkle tree, a write: always the primary
         proof = await client.get("/audit/tree-head", headers=auth("regulator", "examiner-replica"))
         assert proof.status_code == 200 and proof.headers["X-Read-Source"] == "primary"
+        assert "registry_read_replica_up 1.0" in (await client.get("/metrics")).text
 
 
 async def test_reads_fall_back_to_the_primary_while_the_replica_cannot_be_reached(dsns, settings) -> None:
@@ -94,7 +96,10 @@ async def test_reads_fall_back_to_the_primary_while_the_replica_cannot_be_reache
             r = await read(client, f"/investors/{investor_id}", min_position)
             assert r.status_code == 200, r.text
             assert r.headers["X-Read-Source"] == "primary"
-        assert client.database.replica.unavailable is not None  # type: ignore[attr-defined]
+        metrics = (await client.get("/metrics")).text
+        assert "registry_read_replica_up 0.0" in metrics
+        fallbacks = re.search(r"^registry_read_replica_fallbacks_total (\S+)$", metrics, re.M)
+        assert fallbacks is not None and float(fallbacks.group(1)) >= 2
 
 
 # -- on a primary and a streaming standby of the test's own -----------------------------------------------
