@@ -108,15 +108,19 @@ class Replica:
         except Exception as exc:  # any failure to reach the replica: the primary answers
             await self._skip(exc)
             return None
+        usable = False
         try:
-            if await self._caught_up(conn, min_position):
-                self._answering()
-                return conn
-            self.fallbacks += 1
+            usable = await self._caught_up(conn, min_position)
+            if not usable:
+                self.fallbacks += 1
         except Exception as exc:  # noqa: BLE001 - a replica that fails the probe is skipped like an unreachable one
             await self._skip(exc)
-        await self.give_back(conn)
-        return None
+        finally:
+            if not usable:  # also when the request is cancelled while it waits
+                await self.give_back(conn)
+        if usable:
+            self._answering()
+        return conn if usable else None
 
     async def give_back(self, conn: asyncpg.Connection) -> None:
         try:
