@@ -32,6 +32,7 @@ from registry.http.body import StrictRequest
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.openapi import RouteCatalog, openapi_config
 from registry.http.problems import EXCEPTION_HANDLERS
+from registry.http.read_position import ReadPositionMiddleware
 from registry.http.root import entrance
 from registry.http.request_id import RequestIdMiddleware, add_request_id_header
 from registry.settings import Settings
@@ -111,7 +112,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
                      "metrics": metrics}),
         guards=[authorize],
         lifespan=[lifespan],
-        middleware=[metrics.middleware(), RequestIdMiddleware, RefuseNulMiddleware,
+        middleware=[metrics.middleware(), RequestIdMiddleware, RefuseNulMiddleware, ReadPositionMiddleware,
                     DefineMiddleware(PageFormProtection, config=form_protection_config(csrf_secret(token_key)),
                                      settings=settings)],
         before_send=[add_request_id_header, add_page_headers, allow_every_method],

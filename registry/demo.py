@@ -140,7 +140,7 @@ async def load_demo(settings: Settings, dsn: str, *, progress: bool = False) -> 
 
     async with Database(dsn, settings) as db:
         await ensure_seeded(db.writer)  # type: ignore[arg-type]
-        async with db.connection() as conn:
+        async with db.primary() as conn:
             done = await conn.fetchval("SELECT count(*) FROM idempotency_key WHERE key LIKE 'demo-%-ConfirmExercise'")
         if done:
             # Loaded on an earlier day: its dated commands would differ today, so nothing is sent again.

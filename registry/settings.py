@@ -38,6 +38,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         "may list several hosts (`postgresql://h1:5432,h2:5432/registry?target_session_attrs=read-write`): after "
         "a failover the service reconnects to whichever is the primary",
         env="DATABASE_URL", default="unset: embedded PostgreSQL in the data folder")] = None
+    database_read_url: Annotated[str | None, setting(
+        "DSN of PostgreSQL streaming replicas that serve reads (CloudNativePG's `-ro` service; several hosts "
+        "with `target_session_attrs=prefer-standby` work too). A read sent with `Min-Position: <n>` (a write's "
+        "`log.last_position`) is answered by a replica only once it has replayed that far, otherwise by the "
+        "primary; a replica that cannot be reached is skipped. Writes and the decisions they rest on always "
+        "use the primary",
+        env="DATABASE_READ_URL", default="unset: every read goes to the primary")] = None
+    read_replica_wait_seconds: Annotated[float, setting(
+        "longest a read with `Min-Position` waits for a replica to catch up before the primary answers it",
+        ge=0)] = 0.5
     database_owner_url: Annotated[str | None, setting(
         "DSN of the schema owner, used only to apply migrations",
         env="DATABASE_OWNER_URL", default="`DATABASE_URL`")] = None

@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from registry.clock import fixed_clock, market_moment
@@ -24,6 +25,26 @@ TEST_MOMENT = market_moment(TEST_TODAY)
 def pin_clock(database, day: dt.date = TEST_TODAY) -> None:
     """Make a Database's writer record every command at 10:00 (Asia/Shanghai) on `day`."""
     database.writer.clock = fixed_clock(market_moment(day))
+
+
+@asynccontextmanager
+async def serving(settings, dsn: str):
+    """The service in process on a migrated database of the test's own, its calendar seeded and its clock pinned:
+    an httpx client whose `database` is the service's Database."""
+    import httpx
+
+    from registry.app import create_app
+    from registry.calendar.service import ensure_seeded
+    from registry.db.database import Database
+
+    async with Database(dsn, settings) as database:
+        pin_clock(database)
+        await ensure_seeded(database.writer)
+        app = create_app(settings, database=database)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry.test",
+                                     timeout=30) as client:
+            client.database = database
+            yield client
 
 
 # -- identities -----------------------------------------------------------------------------

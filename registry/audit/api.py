@@ -118,7 +118,7 @@ class AuditController(Controller):
         self, state: State,
         size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> TreeHead:
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             head = await store.tree_head(conn, size)
         return TreeHead(tree_size=head.size, root_hash=head.root_hash.hex())
 
@@ -129,7 +129,7 @@ class AuditController(Controller):
         position: Annotated[int, QueryParameter(description="log position of the event", le=MAX_POSITION)],
         size: Annotated[int | None, QueryParameter(description="tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> InclusionProof:
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             p = await store.inclusion_proof(conn, position, size)
         return InclusionProof(position=p.position, tree_size=p.tree_size, leaf_hash=p.leaf_hash.hex(),
                               root_hash=p.root_hash.hex(), proof=[h.hex() for h in p.proof])
@@ -141,7 +141,7 @@ class AuditController(Controller):
         old: Annotated[int, QueryParameter(description="the older tree size (at least 1)", le=MAX_POSITION)],
         new: Annotated[int | None, QueryParameter(description="the newer tree size (default: the whole log)", le=MAX_POSITION)] = None,
     ) -> ConsistencyProof:
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             p = await store.consistency_proof(conn, old, new)
         return ConsistencyProof(old_size=p.old_size, new_size=p.new_size, old_root=p.old_root.hex(),
                                 new_root=p.new_root.hex(), proof=[h.hex() for h in p.proof])
@@ -154,7 +154,7 @@ class AuditController(Controller):
         to: Annotated[int | None, QueryParameter(description="end (exclusive) = the tree size whose root is "
                                                              "checked; default: the whole log", le=MAX_POSITION)] = None,
     ) -> Integrity:
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             r = await store.integrity(conn, start, to, state.get("checkpoint_signer"))
         return Integrity(from_=r.start, to=r.end, checked=r.checked, ok=r.ok, first_bad_position=r.first_bad_position,
                          problem=r.problem, log_size=r.log_size, tree_size=r.tree_size, root_hash=_hex(r.root_hash),
@@ -169,7 +169,7 @@ class CheckpointController(Controller):
           opt=allow(Role.operator, writes=True))
     async def sign(self, request: Request, state: State) -> Response[Any]:
         signer = signer_of(state)
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             await store.extend(conn)  # catch up outside the writer; the command then extends only the last few
 
         async def handler(ctx: Any) -> dict[str, Any]:

@@ -450,7 +450,7 @@ async def sign_checkpoint_if_grown(db: Any, signer: CheckpointSigner, *,
 
     `db` is the service's Database (anything whose `connection()` yields an asyncpg connection).
     """
-    async with db.connection() as conn:
+    async with db.primary() as conn:
         size = await extend(conn)
         latest = await latest_checkpoint(conn)
         if size == 0 or (latest is not None and latest.tree_size >= size):

@@ -34,7 +34,7 @@ from registry.settings import Settings
 
 async def proof_latencies(db: Database, size: int, samples: int) -> dict[str, list[float]]:
     inclusion, consistency = [], []
-    async with db.connection() as conn:
+    async with db.primary() as conn:
         for _ in range(samples):
             position = random.randrange(size)
             t = time.perf_counter()
@@ -58,7 +58,7 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
     """
     signer = CheckpointSigner(Ed25519PrivateKey.generate(), origin="bench.registry.example/log")
     export = folder / "log.jsonl"
-    async with db.connection() as conn:
+    async with db.primary() as conn:
         t = time.perf_counter()
         report = await log_store.verify_log(conn)
         online_seconds = time.perf_counter() - t
@@ -74,7 +74,7 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
     t = time.perf_counter()
     assert offline.verify_export(export, note, origin=signer.origin, vkey=signer.vkey, threads=1).ok
     one_thread_seconds = time.perf_counter() - t
-    async with db.connection() as conn:
+    async with db.primary() as conn:
         blobs = [bytes(r["canonical"]) for r in await conn.fetch("SELECT canonical FROM event ORDER BY position")]
     t = time.perf_counter()
     for blob in blobs:
@@ -90,7 +90,7 @@ async def verification_rates(db: Database, folder: Path) -> dict[str, float | in
 async def tail_lag(db: Database, events: int) -> list[float]:
     """Commit-to-delivery lag of the live tail: a follower as /events/live runs it."""
     tail = await db.tail()
-    async with db.connection() as conn:
+    async with db.primary() as conn:
         position = await conn.fetchval("SELECT max(position) FROM event")
     sent: dict[int, float] = {}
     delivered: dict[int, float] = {}
@@ -98,7 +98,7 @@ async def tail_lag(db: Database, events: int) -> list[float]:
     async def follower() -> None:
         nonlocal position
         while len(delivered) < events:
-            async with db.connection() as conn:
+            async with db.primary() as conn:
                 batch = await log_store.read_events(conn, after=position, stream="bench-tail", limit=500)
             now = time.perf_counter()
             for event in batch:
@@ -123,7 +123,7 @@ async def measure(events: int, samples: int, base: Path) -> dict:
     async with migrated_cluster(base, settings) as server, Database(server.dsn(APP_ROLE, DATABASE), settings) as db:
         say(f"filling the log with {events:,} events ...")
         await prefill(db, events)
-        async with db.connection() as conn:
+        async with db.primary() as conn:
             t = time.perf_counter()
             size = await store.extend(conn)
             build = time.perf_counter() - t

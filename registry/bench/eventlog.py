@@ -453,7 +453,7 @@ async def measure(seconds: float, writers: Sequence[int], *, base_dir: Path | No
             starts = []
             for count in writers:
                 await _checkpoint(owner_dsn)
-                async with db.connection() as conn:
+                async with db.primary() as conn:
                     before, started = await conn.fetchrow("SELECT count(*), clock_timestamp() FROM event")
                 starts.append((count, started))
                 row = await service_round(db, count, seconds, f"{run_id}-w{count}", progress)

@@ -256,11 +256,11 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
                 say(f"building the market: {holders:,} holders ...")
                 market = await build_market(db, holders, settings)
                 say(f"prefilling the log to {events:,} events ...")
-                async with db.connection() as conn:
+                async with db.primary() as conn:
                     have = await conn.fetchval("SELECT count(*) FROM event")
                 await prefill(db, max(0, events - have))
                 say("extending the Merkle tree over the prefilled log (a running service keeps it current) ...")
-                async with db.connection() as conn:
+                async with db.primary() as conn:
                     await audit_store.extend(conn)
             investors = market.pop("_investors")
             say("VACUUM ANALYZE and CHECKPOINT, so autovacuum of the fresh million rows does not run during the rounds")
@@ -322,7 +322,7 @@ async def measure(events: int, holders: int, seconds: float, clients: Sequence[i
                     results["rounds"].append(await load(where, count, seconds, transfer,
                                                         f"transfer POST, {n} instance{'s' if n > 1 else ''}"))
                     say(f"  transfers on {n} instance(s), {count} clients: {results['rounds'][-1].rate:,.0f} req/s")
-            async with Database(app_dsn, settings) as db, db.connection() as conn:
+            async with Database(app_dsn, settings) as db, db.primary() as conn:
                 results["log_size"] = await conn.fetchval("SELECT count(*) FROM event")
                 say("verifying the whole log's chain ...")
                 results["verify"] = (await verify_log(conn)).ok

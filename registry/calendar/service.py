@@ -125,7 +125,7 @@ async def publish_weekdays_through(db: Any, day: dt.date, *, requester: EventMet
     service's Database (its `connection()` to read, its `writer` to write)."""
     writer: Writer = db.writer
     while True:
-        async with db.connection() as conn:
+        async with db.primary() as conn:
             calendar = await load_calendar(conn)
         if calendar.last_day >= day:
             return calendar

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 from piccolo.engine.postgres import PostgresEngine
 
-from registry.db import outage
+from registry.db import outage, replica
 from registry.db.embedded import SUPERUSER, EmbeddedPostgres
 from registry.eventlog.tail import LogTail
 from registry.eventlog.writer import Writer
@@ -20,8 +20,6 @@ log = logging.getLogger(__name__)
 
 APP_ROLE = "registry_app"
 """The role the service connects as; its privileges are granted by the migrations."""
-CLOSE_TIMEOUT = 2.0
-"""Longest wait at shutdown for pooled connections to come back (a dead server never answers them)."""
 
 
 class Dsns:
@@ -48,7 +46,9 @@ class Database:
     """Piccolo's engine owns the asyncpg pool for reads; the writer keeps a connection of its own.
 
     Both come back by themselves after the server does: the pool replaces a dead connection when
-    it is next acquired, the writer and the live tail reconnect with backoff.
+    it is next acquired, the writer and the live tail reconnect with backoff. With
+    `DATABASE_READ_URL`, a second pool on the streaming replicas serves `connection()` (see
+    `registry.db.replica`); `primary()` is for reads a write will rest on.
     """
 
     def __init__(self, dsn: str, settings: Settings) -> None:
@@ -56,6 +56,7 @@ class Database:
         self.settings = settings
         self.engine: PostgresEngine | None = None
         self.writer: Writer | None = None
+        self.replica = replica.Replica(settings.database_read_url, settings) if settings.database_read_url else None
         self._tail: LogTail | None = None
         self._tail_lock = asyncio.Lock()
 
@@ -74,16 +75,36 @@ class Database:
         return self.engine.pool
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection for reads (never for writes: those go through the writer).
+    async def connection(self, min_position: int | None = None) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for reads (never for writes, nor for reads a write rests on: see `primary`).
 
-        A database that is away (or goes away during the read) is DatabaseUnavailable: a 503, not a 500.
+        With a replica, a read request (GET) gets the replica's, when the replica has replayed `min_position`
+        and the request's `Min-Position` (waiting briefly for it); anything else gets the primary's. A
+        database that is away (or goes away during the read) is DatabaseUnavailable: a 503, not a 500.
         """
-        try:
+        read = replica.current()
+        conn = None
+        if self.replica is not None and read is not None:
+            conn = await self.replica.take(max(
+                (p for p in (min_position, read.min_position) if p is not None), default=None))
+        if conn is None:
+            async with self.primary() as conn:
+                yield conn
+            return
+        read.served_by(replica.REPLICA)  # type: ignore[union-attr]
+        async with _unavailable_when_lost(lambda: self.replica.give_back(conn)):  # type: ignore[union-attr]
+            yield conn
+
+    @asynccontextmanager
+    async def primary(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection to the primary: for reads that decide a write (read-modify-write), and for
+        what maintains derived tables outside the writer (the Merkle tree). Never a replica."""
+        read = replica.current()
+        if self.replica is not None and read is not None:
+            read.served_by(replica.PRIMARY)
+        async with _unavailable_when_lost():
             async with self.pool.acquire() as conn:
                 yield conn
-        except outage.LOST as exc:
-            raise outage.DatabaseUnavailable.now(exc) from exc
 
     async def open(self) -> None:
         import registry.features  # noqa: F401 - every projector and approvable action, before any write
@@ -94,6 +115,8 @@ class Database:
         )
         self.writer = Writer(self.dsn, max_batch=self.settings.max_batch, settings=self.settings)
         await self.writer.start()
+        if self.replica is not None:
+            await self.replica.open()
 
     async def close(self) -> None:
         if self._tail is not None:
@@ -102,12 +125,10 @@ class Database:
         if self.writer is not None:
             await self.writer.stop()
             self.writer = None
+        if self.replica is not None:
+            await self.replica.close()
         if self.engine is not None and self.engine.pool is not None:
-            try:
-                await asyncio.wait_for(self.engine.pool.close(), CLOSE_TIMEOUT)
-            except outage.LOST:  # includes the timeout
-                log.warning("database pool did not close in time; its connections are dropped")
-                self.engine.pool.terminate()
+            await outage.close_pool(self.engine.pool, "database")
             self.engine.pool = None
         self.engine = None
 
@@ -117,3 +138,15 @@ class Database:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+@asynccontextmanager
+async def _unavailable_when_lost(release: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
+    """Turns a database lost during the block into DatabaseUnavailable; `release` runs after it either way."""
+    try:
+        yield
+    except outage.LOST as exc:
+        raise outage.DatabaseUnavailable.now(exc) from exc
+    finally:
+        if release is not None:
+            await release()

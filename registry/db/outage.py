@@ -25,6 +25,8 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 5.0
 """Longest wait for one connection attempt (a host that drops packets instead of refusing)."""
 FIRST_DELAY = 0.05
+CLOSE_TIMEOUT = 2.0
+"""Longest wait at shutdown for pooled connections to come back (a dead server never answers them)."""
 MOST_DELAY = 2.0
 """Reconnection backoff doubles from the first delay up to this: a server back up is found within ~2 s."""
 
@@ -103,3 +105,12 @@ async def reconnect(open_: Callable[[], Awaitable[T]], what: str,
             log.log(level, "%s cannot reach the database (attempt %d): %s; retrying in %.2f s",
                     what, attempt, describe(exc), delay)
             await asyncio.sleep(delay)
+
+
+async def close_pool(pool: asyncpg.Pool, what: str) -> None:
+    """Close a pool, waiting at most CLOSE_TIMEOUT for its connections; past that they are dropped."""
+    try:
+        await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
+    except LOST:  # includes the timeout
+        log.warning("the %s pool did not close in time; its connections are dropped", what)
+        pool.terminate()

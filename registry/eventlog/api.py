@@ -93,7 +93,7 @@ class EventController(Controller):
             while limit is None or sent < limit:
                 known = tail.head  # everything committed up to here is visible to the read below
                 try:
-                    async with state.db.connection() as conn:
+                    async with state.db.connection(min_position=known) as conn:  # a replica that has replayed it
                         batch = await store.read_events(conn, after=position, stream=stream, event_type=event_type,
                                                         actor=actor, limit=TAIL_BATCH)
                 except DatabaseUnavailable as exc:

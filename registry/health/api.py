@@ -62,7 +62,7 @@ class HealthController(Controller):
                                     f"{'not started' if writer is None else writer.unavailable}"))
         size = None
         try:
-            async with state.db.connection() as conn:
+            async with state.db.primary() as conn:  # ready to write: the primary answers
                 pending = await pending_migrations(conn, state.settings.resolved_migrations_path())
                 size = (await store.head(conn))[0] if not pending else None  # dense positions: no count(*)
         except Exception as exc:  # any failure to reach the database means "not ready"

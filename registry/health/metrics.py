@@ -128,7 +128,7 @@ class ServiceCollector(Collector):
     async def refresh(self) -> None:
         """Read the log head and the latest signed checkpoint (two index lookups)."""
         try:
-            async with self.db.connection() as conn:
+            async with self.db.primary() as conn:
                 self.log_size = (await store.head(conn))[0]
                 latest = await audit_store.latest_checkpoint(conn)
         except Exception as exc:  # a scrape still answers, saying the database is down
@@ -147,6 +147,13 @@ class ServiceCollector(Collector):
                                     value=writer.queue_depth)
             yield CounterMetricFamily("registry_writer_reconnects", "Times the writer opened a new database session",
                                       value=getattr(writer, "reconnects", 0))
+        replica = getattr(self.db, "replica", None)
+        if replica is not None:
+            yield GaugeMetricFamily("registry_read_replica_up", "Whether the read replica answered the last read "
+                                    "that tried it", value=0 if replica.unavailable else 1)
+            yield CounterMetricFamily("registry_read_replica_fallbacks", "Reads the primary answered because the "
+                                      "replica could not be reached or had not replayed Min-Position in time",
+                                      value=replica.fallbacks)
         if self.embedded is not None:
             yield CounterMetricFamily("registry_embedded_postgres_restarts",
                                       "Times the embedded PostgreSQL was restarted after it stopped",

@@ -7,6 +7,7 @@ place, from what each route declares (`registry.access.policy.allow`) and how th
 - every operation lists each status it can refuse with, as an RFC 9457 problem (`application/problem+json`);
 - every write asks for an `Idempotency-Key` header, and the writes that honour `If-Match` say so;
 - every response carries `X-Request-Id`, and a 401 says how to authenticate (`WWW-Authenticate`);
+- every read accepts `Min-Position` (read-your-writes over replicas) and may say `X-Read-Source`;
 - `operationId` is `<resource><Handler>` from the controller and the handler's names, e.g.
   `warrantSeriesTransfer`: unique by construction, and it changes only when the code is renamed.
 """
@@ -27,8 +28,11 @@ from litestar.routes import BaseRoute, HTTPRoute
 from registry import errors
 from registry.access.policy import PUBLIC, Access
 from registry.access.tokens import Role
+from registry.db.replica import PRIMARY, REPLICA
 from registry.http.commands import IDEMPOTENCY_HEADER_NAME, IF_MATCH_PATTERN
+from registry.http.pagination import MAX_POSITION
 from registry.http.problems import PROBLEM_JSON, status_of_kind
+from registry.http.read_position import HEADER_NAME as MIN_POSITION, READS, SOURCE_HEADER_NAME
 from registry.http.request_id import HEADER as REQUEST_ID_HEADER
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -126,6 +130,16 @@ def _write_headers(access: Access) -> list[dict[str, Any]]:
     return headers
 
 
+_MIN_POSITION = {
+    "name": MIN_POSITION, "in": "header", "required": False,
+    "description": "a log position this read must reflect, e.g. a write's `log.last_position`: the answer comes "
+                   "from a replica that has replayed it, or else from the primary (read-your-writes)",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+}
+_READ_SOURCE = {"description": "where the read was answered from, when the service reads from replicas",
+                "required": False, "schema": {"type": "string", "enum": [PRIMARY, REPLICA]}}
+
+
 def describe_operation(operation: dict[str, Any], handler: HTTPRouteHandler, method: str,
                        path_parameters: bool) -> None:
     """Adds to one generated operation what the route does beyond its signature."""
@@ -139,6 +153,10 @@ def describe_operation(operation: dict[str, Any], handler: HTTPRouteHandler, met
         headers[REQUEST_ID_HEADER.title()] = _REQUEST_ID
     for status in sorted(statuses(handler, method, path_parameters)):
         responses[str(status)] = _problem_response(status)
+    if method in READS:
+        operation.setdefault("parameters", []).append(deepcopy(_MIN_POSITION))
+        for response in responses.values():
+            response["headers"][SOURCE_HEADER_NAME] = _READ_SOURCE
     access = handler.opt.get("access")
     if access == PUBLIC:
         operation["security"] = []

@@ -758,7 +758,7 @@ async def load_listing_demo(db: Any, settings: Any, *, usccs: Sequence[str] | No
         return result.response
 
     if usccs is None:
-        async with db.connection() as conn:
+        async with db.primary() as conn:
             usccs = [r["stream_id"].removeprefix("enterprise-") for r in await conn.fetch(
                 "SELECT stream_id FROM event WHERE event_type = 'enterprise.registered' ORDER BY position LIMIT 5")]
     for n, (uscc, facts, moves) in enumerate(zip(usccs, _demo_facts(business_date(db.writer.clock()).year - 1), _DEMO_MOVES), start=1):

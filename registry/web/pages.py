@@ -282,7 +282,7 @@ class PageController(Controller):
                     to: Annotated[int | None, QueryParameter(ge=0, le=MAX_POSITION)] = None,
                     position: Annotated[int | None, QueryParameter(ge=0, le=MAX_POSITION)] = None) -> Template:
         signer = state.checkpoint_signer
-        async with state.db.connection() as conn:
+        async with state.db.primary() as conn:  # extends the Merkle tree: a write
             report = await audit_store.integrity(conn, start, to, signer)
             checkpoint = await audit_store.latest_checkpoint(conn)
             proof = None if position is None else await audit_store.inclusion_proof(conn, position)

@@ -84,6 +84,23 @@ def test_every_write_requires_an_idempotency_key_and_the_versioned_ones_take_if_
     assert "/investors" not in conditional and "/approvals" not in conditional
 
 
+def test_every_read_takes_min_position_and_may_say_where_it_was_answered_and_no_write_does(
+        document: dict[str, Any]) -> None:
+    reads = 0
+    for method, path, op in operations(document):
+        headers = {p["name"]: p for p in op.get("parameters", ()) if p["in"] == "header"}
+        sources = [r["headers"].get("X-Read-Source") for r in op["responses"].values()]
+        if method != "GET":
+            assert "Min-Position" not in headers and not any(sources), path
+            continue
+        reads += 1
+        assert headers["Min-Position"]["required"] is False, path
+        assert headers["Min-Position"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, path
+        assert all(s and s["required"] is False and s["schema"]["enum"] == ["primary", "replica"]
+                   for s in sources), path
+    assert reads >= 40
+
+
 def test_operation_ids_are_unique_readable_and_named_after_their_handlers(document: dict[str, Any]) -> None:
     ids = [op["operationId"] for _, _, op in operations(document)]
     assert len(ids) == len(set(ids)) >= 75

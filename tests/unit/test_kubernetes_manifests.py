@@ -138,6 +138,7 @@ def test_the_service_runs_replicated_unprivileged_probed_and_pointed_at_the_prim
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert f"@{cluster['metadata']['name']}-rw:" in env["DATABASE_URL"]["value"]
+    assert f"@{cluster['metadata']['name']}-ro:" in env["DATABASE_READ_URL"]["value"]  # reads from the standbys
     for key in ("REGISTRY_TOKEN_KEY", "REGISTRY_CHECKPOINT_KEY", "REGISTRY_METRICS_TOKEN"):
         assert "secretKeyRef" in env[key]["valueFrom"], f"{key} comes from a Secret"
     # $(VAR) references resolve only to variables defined earlier in the list
