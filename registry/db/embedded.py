@@ -42,6 +42,21 @@ def _process_name(pid: int) -> str:
         return ""
 
 
+def pause(seconds: float, cancel: threading.Event | None = None) -> bool:
+    """Sleep `seconds`, or less if `cancel` is set meanwhile; True when it was.
+
+    Short plain sleeps rather than `Event.wait(timeout)` or `Thread.join(timeout)`: a timed wait on a
+    semaphore never returns under libfaketime, with which the test suite runs a second time (the wall
+    clock moved 400 days ahead), and the supervisor must behave there as it does here."""
+    deadline = time.monotonic() + seconds
+    while cancel is None or not cancel.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 0.05))
+    return True
+
+
 class EmbeddedPostgresError(RuntimeError):
     pass
 
@@ -302,7 +317,7 @@ class EmbeddedPostgres:
                     log.warning("PostgreSQL did not start; retrying (see %s)", self.pgdata / "server.log")
                 finally:
                     self._starting = False
-                (cancel or threading.Event()).wait(1 + attempt)
+                pause(1 + attempt, cancel)
                 self._clear_stale_lock_files()
         deadline = time.monotonic() + timeout
         while not self._ready():
@@ -381,10 +396,12 @@ class Supervisor:
     def stop(self) -> None:
         """No more restarts from now on (a restart under way gives up at its next step)."""
         self._stopping.set()
-        self._thread.join(timeout=1.0)
+        deadline = time.monotonic() + 1.0
+        while self._thread.is_alive() and time.monotonic() < deadline:  # not join(timeout): see pause()
+            time.sleep(0.02)
 
     def _watch(self) -> None:
-        while not self._stopping.wait(CHECK_SECONDS):
+        while not pause(CHECK_SECONDS, self._stopping):
             if self.server.running_pid() is not None:
                 continue
             now = time.monotonic()

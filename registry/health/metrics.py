@@ -163,7 +163,9 @@ class ServiceCollector(Collector):
                                     value=self.log_size - 1)
             if self.checkpoint is not None:
                 size, signed_at = self.checkpoint
-                age = (dt.datetime.now(dt.timezone.utc) - signed_at).total_seconds()
+                # on the market's clock, which stamped the checkpoint (`REGISTRY_CLOCK`, else the system's)
+                now = self.db.writer.clock() if self.db.writer is not None else dt.datetime.now(dt.timezone.utc)
+                age = (now - signed_at).total_seconds()
                 yield GaugeMetricFamily("registry_checkpoint_age_seconds", "Age of the latest signed checkpoint",
                                         value=max(age, 0.0))
                 yield GaugeMetricFamily("registry_checkpoint_unsigned_events",
