@@ -88,6 +88,20 @@ async def test_a_transfer_that_would_overflow_the_receivers_cost_basis_is_refuse
     assert positions[0]["available"] == 91_000
 
 
+async def test_a_holder_whose_cost_basis_others_pushed_near_the_maximum_can_still_exercise(client, market) -> None:
+    big = transfer(market, units=10_000, price_per_unit="999999999999", consideration_fen=999_999_999_999_000_000)
+    for _ in range(9):
+        r = await client.post(f"/warrant-series/{market['code']}/transfers", json=big, headers=op())
+        assert r.status_code == 201, r.text
+    exercised = await client.post(f"/warrant-series/{market['code']}/exercises",
+                                  headers={**auth("investor", market["fund"]), "Idempotency-Key": "exercise-2"},
+                                  json={"account_id": market["fund_acct"], "units": 2})
+    assert exercised.status_code == 201, exercised.text  # its share of the cost leaves without overflowing
+    positions = (await client.get(f"/investors/{market['fund']}/positions", headers=REGULATOR)).json()["items"]
+    assert (positions[0]["available"], positions[0]["cost_fen"]) == (89_998, 8_999_999_999_991_000_000
+                                                                      - 8_999_999_999_991_000_000 * 2 // 90_000)
+
+
 async def test_a_consideration_of_0_at_a_price_of_7_is_refused(client, market) -> None:
     body = await refused(client, post_transfer(client, market, transfer(market, price_per_unit="7.00",
                                                                           consideration_fen=0)),
