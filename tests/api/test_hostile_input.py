@@ -294,6 +294,19 @@ async def test_an_event_whose_bytes_are_not_an_event_is_shown_flagged_and_stops_
                                  "not an event document: it is not UTF-8; nothing changed"]
 
 
+async def test_an_event_whose_bytes_are_not_utf8_is_named_by_the_integrity_check_and_by_verify(
+        client: httpx.AsyncClient, owner, dsns, monkeypatch, capsys) -> None:
+    position = await append_as_owner(owner, stream="tamper-3", type_="tamper.inserted", raw=b'{"stream": "\xff"}')
+    report = await client.get("/audit/integrity", headers=REGULATOR)
+    assert report.status_code == 200, report.text
+    assert not report.json()["ok"] and report.json()["first_bad_position"] == position, report.json()
+
+    monkeypatch.setenv("DATABASE_URL", dsns.app)
+    code = await asyncio.to_thread(cli.main, ["verify", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"FAILED at position {position}: stored bytes are not a canonical event: it is not UTF-8" in err
+
+
 async def test_an_event_whose_data_its_projector_cannot_read_stops_a_rebuild_by_name(
         client: httpx.AsyncClient, db, owner) -> None:
     position = await append_as_owner(owner, stream="tamper-2", type_="warrant.transferred",
