@@ -156,7 +156,9 @@ class ServiceCollector(Collector):
                                     value=self.log_size - 1)
             if self.checkpoint is not None:
                 size, signed_at = self.checkpoint
-                age = (dt.datetime.now(dt.timezone.utc) - signed_at).total_seconds()
+                # checkpoints are stamped with the market's clock (the writer's): their age is measured on it too
+                now = writer.clock() if writer is not None else dt.datetime.now(dt.timezone.utc)
+                age = (now - signed_at).total_seconds()
                 yield GaugeMetricFamily("registry_checkpoint_age_seconds", "Age of the latest signed checkpoint",
                                         value=max(age, 0.0))
                 yield GaugeMetricFamily("registry_checkpoint_unsigned_events",
