@@ -26,6 +26,7 @@ STATUS_BY_KIND: tuple[tuple[type[errors.RegistryError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
     (errors.RuleViolation, 422),
     (errors.InternalError, 500),
     (errors.Unavailable, 503),
