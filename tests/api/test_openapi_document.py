@@ -108,14 +108,14 @@ async def test_a_405_names_the_methods_the_resource_allows(service: httpx.AsyncC
     refused = await service.delete("/enterprises", headers=auth("operator", "op-1"))
     assert refused.status_code == 405
     assert refused.headers["content-type"].startswith(PROBLEM)
-    assert set(refused.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST", "OPTIONS"}
+    assert set(refused.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
 
 
 async def test_options_lists_every_method_of_a_path_not_only_the_first_registered(
         service: httpx.AsyncClient) -> None:
-    for path, methods in (("/approvals", {"GET", "POST", "OPTIONS"}),
-                          ("/enterprises/91120116MA05ABC012/facts", {"GET", "POST", "OPTIONS"}),
-                          ("/calendar", {"GET", "OPTIONS"})):
+    for path, methods in (("/approvals", {"GET", "HEAD", "POST", "OPTIONS"}),
+                          ("/enterprises/91120116MA05ABC012/facts", {"GET", "HEAD", "POST", "OPTIONS"}),
+                          ("/calendar", {"GET", "HEAD", "OPTIONS"})):
         answer = await service.options(path)
         assert answer.status_code == 204
         assert set(answer.headers["allow"].replace(" ", "").split(",")) == methods, path
