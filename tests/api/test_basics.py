@@ -75,6 +75,13 @@ async def test_a_body_sent_as_something_other_than_json_is_a_415_and_writes_noth
     assert sent_as_json.status_code == 201, sent_as_json.text
 
 
+async def test_a_post_without_a_body_is_a_400_saying_the_body_is_missing(client: httpx.AsyncClient) -> None:
+    r = await client.post("/enterprises", headers={**auth("operator", "op-1", "k1"), "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
+    assert r.json()["detail"] == "the request has no body: send a JSON object with Content-Type: application/json"
+    assert await log_size(client) == 1
+
+
 async def test_unknown_fields_and_wrong_types_are_refused(client: httpx.AsyncClient) -> None:
     unknown = await client.post("/enterprises", json={**ENTERPRISE, "colour": "red"}, headers=auth("operator", "op-1", "k1"))
     assert unknown.status_code == 400 and "colour" in unknown.json()["detail"]
