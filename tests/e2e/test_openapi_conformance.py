@@ -98,6 +98,7 @@ def _fuzz(url: str, role: Role, subject: str, config: Path, phases: str) -> subp
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=config.parent)
 
 
+@pytest.mark.hangs_under_faketime
 def test_every_role_gets_only_answers_the_openapi_document_declares(demo_server: str, tmp_path: Path) -> None:
     ids = _real_ids(demo_server)
     uscc, investor_id = ids["uscc"][0], ids["investor_id"][0]

@@ -215,6 +215,7 @@ def test_serve_on_an_external_database_migrates_as_the_owner_and_leaves_that_ser
     assert pg_server.running_pid() is not None  # an external server is not ours to stop
 
 
+@pytest.mark.hangs_under_faketime
 def test_a_killed_postmaster_is_restarted_by_serve_and_writes_resume(data_dir: Path) -> None:
     server = Server(data_dir)
     headers = operator_token(data_dir)
@@ -245,6 +246,7 @@ def test_sigterm_during_a_database_outage_stops_serve_within_ten_seconds(data_di
         time.sleep(0.1)
 
 
+@pytest.mark.hangs_under_faketime
 def test_serve_gives_up_with_a_non_zero_exit_when_postgresql_keeps_dying(data_dir: Path) -> None:
     server = Server(data_dir, REGISTRY_EMBEDDED_MAX_RESTARTS="1")
     headers = operator_token(data_dir)
