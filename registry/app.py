@@ -27,7 +27,7 @@ from registry.audit.store import sign_checkpoints_periodically
 from registry.calendar.api import CalendarController
 from registry.calendar.service import ensure_seeded
 from registry.parties.api import AccountController, EnterpriseController, InvestorController, ThresholdController
-from registry.http.allow import allow_every_method
+from registry.http.allow import HeadAsGet, allow_every_method
 from registry.http.body import StrictRequest
 from registry.http.nul import RefuseNulMiddleware
 from registry.http.openapi import RouteCatalog, openapi_config
@@ -106,7 +106,7 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
                 await db.close()
 
     routes = RouteCatalog()
-    return Litestar(
+    app = Litestar(
         route_handlers=CONTROLLERS,
         state=State({"db": db, "settings": settings, "tokens": tokens, "checkpoint_signer": checkpoint_signer,
                      "metrics": metrics}),
@@ -134,6 +134,8 @@ def create_app(settings: Settings, *, dsn: str | None = None, database: Database
         ),
         debug=False,
     )
+    app.asgi_handler = HeadAsGet(app.asgi_handler)
+    return app
 
 
 __all__ = ["create_app"]

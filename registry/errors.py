@@ -70,6 +70,13 @@ class PayloadTooLarge(RegistryError):
     title = "The request body is too large"
 
 
+class UnsupportedMediaType(RegistryError):
+    """A body sent as something other than JSON (its Content-Type says so)."""
+
+    code = "request.unsupported_media_type"
+    title = "The request body must be JSON"
+
+
 class Unavailable(RegistryError):
     """The service cannot carry out the request right now; the same request may be sent again later."""
 

@@ -94,7 +94,7 @@ def _row(raw: bytes) -> LogRow:
     hash_, prev_hash = hashes
     try:
         doc = canonical.decode(data)
-    except msgspec.DecodeError:  # the verifier itself reports bytes that are not an event
+    except canonical.UNDECODABLE:  # the verifier itself reports bytes that are not an event
         return LogRow(position=position, stream_id="", stream_version=0, event_type="", schema_version=0, actor="",
                       recorded_at=_EPOCH, effective_date=None, canonical=data, hash=hash_, prev_hash=prev_hash)
     return LogRow(position=position, stream_id=doc.stream, stream_version=doc.version, event_type=doc.type,

@@ -44,11 +44,14 @@ def moment(name: str, raw: str | None) -> dt.datetime | None:
         return None
     try:
         if _DATE.fullmatch(raw):
-            return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), SHANGHAI)
+            return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), SHANGHAI).astimezone(dt.timezone.utc)
         if _DATE_TIME.fullmatch(raw):
-            return dt.datetime.fromisoformat(raw.upper())
+            return dt.datetime.fromisoformat(raw.upper()).astimezone(dt.timezone.utc)
     except ValueError:
         pass
+    except OverflowError:  # e.g. 0001-01-01 in Tianjin is a moment before year 1 in UTC
+        raise BadRequest(f"{name} must be a moment from 0001-01-01 to 9999-12-31 in UTC", parameter=name,
+                         value=raw) from None
     raise BadRequest(f"{name} must be a date-time with its offset, e.g. 2026-11-26T10:00:00+08:00, or a date, "
                      f"e.g. 2026-11-26", parameter=name, value=raw)
 TAIL_BATCH = 500

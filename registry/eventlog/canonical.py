@@ -30,6 +30,10 @@ def decode(canonical: bytes) -> CanonicalEvent:
     return _decoder.decode(canonical)
 
 
+UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError)
+"""What `decode` raises on stored bytes that are not an event document (bytes that are not UTF-8 among them)."""
+
+
 _PLAIN = (str, int, bool, type(None))
 
 
@@ -85,7 +89,7 @@ def stored(row: Any) -> StoredEvent:
     raw, hash_ = bytes(row["canonical"]), bytes(row["hash"]).hex()
     try:
         e = decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+    except UNDECODABLE as exc:
         return StoredEvent(
             position=row["position"], stream=row["stream_id"], version=row["stream_version"], type=row["event_type"],
             schema=row["schema_version"], data={}, meta=EventMeta(actor=row["actor"], role="", command=""),

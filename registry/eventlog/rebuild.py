@@ -57,7 +57,7 @@ _UNPROJECTABLE = (KeyError, TypeError, ValueError, IndexError, AttributeError, A
 async def _replay(conn: asyncpg.Connection, position: int, raw: bytes) -> None:
     try:
         e = canonical.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+    except canonical.UNDECODABLE as exc:
         raise EventNotReplayable(position, "its stored bytes are not an event document: "
                                            f"{canonical.malformed_reason(exc)}") from None
     try:

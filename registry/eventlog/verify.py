@@ -112,8 +112,8 @@ class ChainVerifier:
             return bad("prev_hash does not match the previous event's hash")
         try:
             doc = canonical.decode(row.canonical)
-        except msgspec.DecodeError as exc:
-            return bad(f"stored bytes are not a canonical event: {exc}")
+        except canonical.UNDECODABLE as exc:
+            return bad(f"stored bytes are not a canonical event: {canonical.malformed_reason(exc)}")
         if canonical.encode(doc) != row.canonical:
             return bad("stored bytes are not in canonical form")
         mismatches = [
@@ -192,7 +192,7 @@ def window_intact(window: LogWindow, expected_position: int, previous_hash: byte
     gc.disable()  # thousands of fresh objects would trigger collections that find nothing to free
     try:
         docs = list(map(_decode_one, window.canonical))
-    except msgspec.DecodeError:
+    except canonical.UNDECODABLE:
         return False
     finally:
         if collecting:

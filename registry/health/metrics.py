@@ -163,8 +163,8 @@ class ServiceCollector(Collector):
                                     value=self.log_size - 1)
             if self.checkpoint is not None:
                 size, signed_at = self.checkpoint
-                # on the market's clock, which stamped the checkpoint (`REGISTRY_CLOCK`, else the system's)
-                now = self.db.writer.clock() if self.db.writer is not None else dt.datetime.now(dt.timezone.utc)
+                # checkpoints are stamped with the market's clock (the writer's): their age is measured on it too
+                now = writer.clock() if writer is not None else dt.datetime.now(dt.timezone.utc)
                 age = (now - signed_at).total_seconds()
                 yield GaugeMetricFamily("registry_checkpoint_age_seconds", "Age of the latest signed checkpoint",
                                         value=max(age, 0.0))

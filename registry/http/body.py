@@ -12,7 +12,8 @@ from litestar.handlers import BaseRouteHandler
 from litestar.types import Empty
 
 from registry import fields
-from registry.errors import BadRequest
+from registry.errors import BadRequest, UnsupportedMediaType
+from registry.http.nul import is_json_media_type
 
 
 @lru_cache(maxsize=None)
@@ -47,6 +48,10 @@ class StrictRequest(Request):  # type: ignore[type-arg]
             if (decoded := self._connection_state.json) is not Empty:
                 self._json = decoded
             else:
+                media_type = self.headers.get("content-type")
+                if media_type is not None and not is_json_media_type(media_type.encode("latin-1")):
+                    raise UnsupportedMediaType(f"the body is sent as {media_type!r}; send it as JSON with "
+                                               "Content-Type: application/json", content_type=media_type)
                 self._json = self._connection_state.json = decode_body(await self.body() or b"null",
                                                                        _body_type(self.route_handler))
         return self._json

@@ -13,11 +13,16 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _DETAIL = "text in a request may not contain the NUL character (U+0000)"
 
 
+def is_json_media_type(value: bytes) -> bool:
+    """Whether a Content-Type header's value is JSON (`application/json`, or any `…+json`)."""
+    media_type = value.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
 def _is_json(scope: Scope) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json" or media_type.endswith(b"+json")
+            return is_json_media_type(value)
     return False
 
 

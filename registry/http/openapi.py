@@ -58,6 +58,7 @@ REFUSALS = {
     404: "A resource named by the request does not exist",
     409: "The request conflicts with the current state (e.g. If-Match names a version that has moved on)",
     413: "The request body is larger than the service accepts",
+    415: "The request body is sent as something other than JSON (Content-Type: application/json)",
     422: "A business rule refuses the request; nothing was written",
     503: "The service cannot answer now",
 }
@@ -77,7 +78,7 @@ def statuses(handler: HTTPRouteHandler, method: str, path_parameters: bool) -> s
     a route needing a token may be called without a valid one (401); one not open to every role, or only to a caller's own
     records, refuses others (403); a named resource may be missing (404); a write may name missing
     records, collide with the state, break a rule or reuse an Idempotency-Key (404, 409, 422); a body
-    may be too large (413)."""
+    may be too large (413) or not JSON (415)."""
     access = handler.opt.get("access")
     found = {400}
     if access != PUBLIC:
@@ -89,7 +90,7 @@ def statuses(handler: HTTPRouteHandler, method: str, path_parameters: bool) -> s
     if isinstance(access, Access) and access.writes:
         found |= {404, 409, 422}
     if method == "POST" and "data" in handler.parsed_fn_signature.parameters:
-        found.add(413)
+        found |= {413, 415}
     found.update(handler.opt.get("refuses", ()))
     return found
 

@@ -26,6 +26,7 @@ STATUS_BY_KIND: tuple[tuple[type[errors.RegistryError], int], ...] = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
     (errors.RuleViolation, 422),
     (errors.InternalError, 500),
     (errors.Unavailable, 503),
@@ -91,6 +92,7 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[dic
     status = exc.status_code
     if isinstance(exc, ValidationException):
         # Litestar reports body/query decoding errors here: wrong types, unknown fields, bad JSON.
+        _name_a_missing_body(exc)
         return problem(400, "request.invalid", "The request is malformed", _validation_detail(exc), request,
                        {"errors": _with_allowed_values(_jsonable(exc.extra), request)})
     if status >= 500:
@@ -114,6 +116,14 @@ def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[
     log.exception("unexpected error")
     return problem(500, "internal.error", "The service failed to carry out the request",
                    "an unexpected error occurred; nothing was written", request)
+
+
+def _name_a_missing_body(exc: ValidationException) -> None:
+    """Litestar reports an empty body as its handler's `data` argument missing (`'data'`): say so in words."""
+    for error in exc.extra if isinstance(exc.extra, list) else ():
+        if isinstance(error, dict) and error.get("source") == "body" and error.get("message") == "'data'":
+            error.update(key="", message="the request has no body: send a JSON object with Content-Type: "
+                                         "application/json")
 
 
 def _validation_detail(exc: ValidationException) -> str:

@@ -191,7 +191,7 @@ async def exercised(conn: asyncpg.Connection, e: EventRecord) -> None:
     before_total = sum(d["before"].values())
     await conn.execute(
         "UPDATE holding SET available = $3, pledged = $4, frozen = $5, last_position = $6, "
-        "cost_fen = cost_fen - (cost_fen * $7::bigint / greatest($8::bigint, 1)) "
+        "cost_fen = cost_fen - div(cost_fen::numeric * $7::bigint, greatest($8::bigint, 1))::bigint "
         "WHERE series_code = $1 AND account_id = $2",
         code, d["account_id"], d["after"]["available"], d["after"]["pledged"], d["after"]["frozen"], e.position,
         d["units"], before_total)

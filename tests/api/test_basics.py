@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -58,6 +60,25 @@ async def test_malformed_bodies_are_400_problems_and_write_nothing(client: httpx
     r = await client.post("/enterprises", content=body,
                           headers={**auth("operator", "op-1", "k1"), "content-type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == expected
+    assert await log_size(client) == 1
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+async def test_a_body_sent_as_something_other_than_json_is_a_415_and_writes_nothing(
+        client: httpx.AsyncClient, content_type: str) -> None:
+    r = await client.post("/enterprises", content=json.dumps(ENTERPRISE).encode(),
+                          headers={**auth("operator", "op-1", "k1"), "content-type": content_type})
+    assert r.status_code == 415 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    assert r.json()["code"] == "request.unsupported_media_type" and r.json()["content_type"] == content_type
+    assert await log_size(client) == 1
+    sent_as_json = await client.post("/enterprises", json=ENTERPRISE, headers=auth("operator", "op-1", "k1"))
+    assert sent_as_json.status_code == 201, sent_as_json.text
+
+
+async def test_a_post_without_a_body_is_a_400_saying_the_body_is_missing(client: httpx.AsyncClient) -> None:
+    r = await client.post("/enterprises", headers={**auth("operator", "op-1", "k1"), "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "request.invalid", r.text
+    assert r.json()["detail"] == "the request has no body: send a JSON object with Content-Type: application/json"
     assert await log_size(client) == 1
 
 

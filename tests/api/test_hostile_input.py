@@ -88,6 +88,20 @@ async def test_a_transfer_that_would_overflow_the_receivers_cost_basis_is_refuse
     assert positions[0]["available"] == 91_000
 
 
+async def test_a_holder_whose_cost_basis_others_pushed_near_the_maximum_can_still_exercise(client, market) -> None:
+    big = transfer(market, units=10_000, price_per_unit="999999999999", consideration_fen=999_999_999_999_000_000)
+    for _ in range(9):
+        r = await client.post(f"/warrant-series/{market['code']}/transfers", json=big, headers=op())
+        assert r.status_code == 201, r.text
+    exercised = await client.post(f"/warrant-series/{market['code']}/exercises",
+                                  headers={**auth("investor", market["fund"]), "Idempotency-Key": "exercise-2"},
+                                  json={"account_id": market["fund_acct"], "units": 2})
+    assert exercised.status_code == 201, exercised.text  # its share of the cost leaves without overflowing
+    positions = (await client.get(f"/investors/{market['fund']}/positions", headers=REGULATOR)).json()["items"]
+    assert (positions[0]["available"], positions[0]["cost_fen"]) == (89_998, 8_999_999_999_991_000_000
+                                                                      - 8_999_999_999_991_000_000 * 2 // 90_000)
+
+
 async def test_a_consideration_of_0_at_a_price_of_7_is_refused(client, market) -> None:
     body = await refused(client, post_transfer(client, market, transfer(market, price_per_unit="7.00",
                                                                           consideration_fen=0)),
@@ -278,6 +292,19 @@ async def test_an_event_whose_bytes_are_not_an_event_is_shown_flagged_and_stops_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == [f"registry rebuild: event {position} cannot be replayed: its stored bytes are "
                                  "not an event document: it is not UTF-8; nothing changed"]
+
+
+async def test_an_event_whose_bytes_are_not_utf8_is_named_by_the_integrity_check_and_by_verify(
+        client: httpx.AsyncClient, owner, dsns, monkeypatch, capsys) -> None:
+    position = await append_as_owner(owner, stream="tamper-3", type_="tamper.inserted", raw=b'{"stream": "\xff"}')
+    report = await client.get("/audit/integrity", headers=REGULATOR)
+    assert report.status_code == 200, report.text
+    assert not report.json()["ok"] and report.json()["first_bad_position"] == position, report.json()
+
+    monkeypatch.setenv("DATABASE_URL", dsns.app)
+    code = await asyncio.to_thread(cli.main, ["verify", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"FAILED at position {position}: stored bytes are not a canonical event: it is not UTF-8" in err
 
 
 async def test_an_event_whose_data_its_projector_cannot_read_stops_a_rebuild_by_name(

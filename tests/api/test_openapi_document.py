@@ -125,17 +125,26 @@ async def test_a_405_names_the_methods_the_resource_allows(service: httpx.AsyncC
     refused = await service.delete("/enterprises", headers=auth("operator", "op-1"))
     assert refused.status_code == 405
     assert refused.headers["content-type"].startswith(PROBLEM)
-    assert set(refused.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST", "OPTIONS"}
+    assert set(refused.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
 
 
 async def test_options_lists_every_method_of_a_path_not_only_the_first_registered(
         service: httpx.AsyncClient) -> None:
-    for path, methods in (("/approvals", {"GET", "POST", "OPTIONS"}),
-                          ("/enterprises/91120116MA05ABC012/facts", {"GET", "POST", "OPTIONS"}),
-                          ("/calendar", {"GET", "OPTIONS"})):
+    for path, methods in (("/approvals", {"GET", "HEAD", "POST", "OPTIONS"}),
+                          ("/enterprises/91120116MA05ABC012/facts", {"GET", "HEAD", "POST", "OPTIONS"}),
+                          ("/calendar", {"GET", "HEAD", "OPTIONS"})):
         answer = await service.options(path)
         assert answer.status_code == 204
         assert set(answer.headers["allow"].replace(" ", "").split(",")) == methods, path
+
+
+@pytest.mark.parametrize("value", ["0001-01-01", "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-14:00"])
+async def test_events_refuse_a_since_or_until_past_the_ends_of_the_calendar_naming_the_parameter(
+        service: httpx.AsyncClient, value: str) -> None:
+    for name in ("since", "until"):
+        refused = await service.get("/events", params={name: value}, headers=auth("regulator", "examiner-1"))
+        assert refused.status_code == 400 and refused.json()["code"] == "request.invalid", refused.text
+        assert refused.json()["parameter"] == name and refused.json()["value"] == value
 
 
 @pytest.mark.parametrize("value", ["12345", "1e9", "2026-11-26T10:00:00", "2026-W48-4", "20261126", "yesterday"])

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
+import pytest
 
 from registry.access.tokens import Role
 from registry.app import create_app
@@ -116,3 +117,17 @@ async def test_over_plain_http_the_cookie_is_secure_only_when_the_service_is_sai
     async with browser(db, settings, "http://registry.test", behind_tls=True) as behind:
         assert "Secure" in await session_cookie(behind)
         assert "Secure" in set_cookies(await behind.get("/ui/sign-out"))["registry_token"]
+
+
+@pytest.mark.parametrize("path, signed_in", [("/ui/sign-in", False), ("/ui/events", True), ("/health/live", False),
+                                              ("/enterprises", True)])
+async def test_head_is_answered_as_get_without_a_body(client: httpx.AsyncClient, path: str, signed_in: bool) -> None:
+    headers = auth("regulator", "examiner-1") if signed_in else {}
+    got = await client.get(path, headers=headers)
+    head = await client.head(path, headers=headers)
+    assert (got.status_code, head.status_code) == (200, 200), head.text
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers.get("cache-control") == got.headers.get("cache-control")
+    assert head.headers.get("x-frame-options") == got.headers.get("x-frame-options")
+    options = await client.options(path)
+    assert {"GET", "HEAD"} <= {m.strip() for m in options.headers["allow"].split(",")}, options.headers
