@@ -6,6 +6,8 @@ place (`registry/http/problems.py`); domain code never thinks in status codes.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 
@@ -56,6 +58,33 @@ class Conflict(RegistryError):
 
     code = "state.conflict"
     title = "The request conflicts with the current state"
+
+
+class UnreadableEvent(Conflict):
+    """An event in the log does not have the shape its type promises (only someone writing to the table
+    as its owner could have put it there): what would be built from the log — an export, a replay —
+    stops at it and names it rather than leave it out."""
+
+    code = "eventlog.event_unreadable"
+    title = "An event in the log cannot be read"
+
+    def __init__(self, position: int, event_type: str, problem: str) -> None:
+        super().__init__(f"event {position} ({event_type}) cannot be read: {problem}; `registry verify` and "
+                         "`registry rebuild` name it too", position=position, event_type=event_type)
+
+
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ArithmeticError)
+"""What code reading an event's data raises when the data is not of its type's shape."""
+
+
+@contextlib.contextmanager
+def reading(position: int, event_type: str) -> Iterator[None]:
+    """Code inside reads one event's data: data of the wrong shape is an UnreadableEvent naming it."""
+    try:
+        yield
+    except SHAPE_ERRORS as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        raise UnreadableEvent(position, event_type, detail) from None
 
 
 class RuleViolation(RegistryError):

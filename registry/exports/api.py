@@ -12,8 +12,9 @@ from litestar.params import FromPath, QueryParameter
 
 from registry.access.policy import READ_ALL, allow, ensure_own, identity_of
 from registry.access.tokens import Role
-from registry.errors import BadRequest
+from registry.errors import BadRequest, UnreadableEvent
 from registry.exports import crosschain, ocf
+from registry.http.openapi import refuses
 from registry.http.pagination import Page, clamp_limit, position_cursor
 from registry.http.params import AsOf, AtPosition, Limit, PositionAfter
 from registry.eventlog.store import position_at
@@ -32,7 +33,7 @@ class EnterpriseExportController(Controller):
     tags = ["exports"]
 
     @get("/ocf", summary="The enterprise's 认股权 as an Open Cap Format v1.2.0 package, as of a date or log position",
-         opt=allow(*READ_ALL, own=(Role.enterprise,)))
+         opt=allow(*READ_ALL, own=(Role.enterprise,)) | refuses(UnreadableEvent))
     async def ocf_package(self, request: Request, state: State, uscc: FromPath[str], as_of: AsOf = None,
                           at_position: AtPosition = None) -> OcfPackage:
         ensure_own(identity_of(request), Role.enterprise, uscc)
@@ -48,7 +49,7 @@ class RegistrationRecordController(Controller):
 
     @get("/", summary="Cross-chain records (跨链业务数据模型 v2.0.0) in log order: registration (one per balance "
                       "change), product (series) and subject (enterprises, investors). `limit` counts log events; "
-                      "the cursor is a log position", opt=allow(*READ_ALL))
+                      "the cursor is a log position", opt=allow(*READ_ALL) | refuses(UnreadableEvent))
     async def records(
         self, state: State,
         after: PositionAfter = None, limit: Limit = None,

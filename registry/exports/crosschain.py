@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from registry.errors import reading
 from registry.clock import SHANGHAI, business_date
 from registry.eventlog.model import StoredEvent
 from registry.exports import stream_events
@@ -128,7 +129,8 @@ class _Fold:
         for e in events:
             handler = getattr(self, "_" + e.type.replace(".", "_"), None)
             if handler is not None:
-                handler(e)
+                with reading(e.position, e.type):
+                    handler(e)
         return self.out
 
     def _emit(self, kind: str, object_id: str, e: StoredEvent, body: dict[str, Any]) -> None:
@@ -440,12 +442,14 @@ def _referenced(events: list[StoredEvent]) -> tuple[set[str], set[str]]:
     issuers: set[str] = set()
     for e in events:
         d = e.data
-        if e.type == "warrant.series_registered":
-            issuers |= {d["terms"]["target_uscc"], d["terms"].get("issuing_shareholder_id") or d["terms"]["target_uscc"]}
-        elif e.type == "warrant.units_issued":
-            investors.add(d["investor_id"])
-        elif e.type == "warrant.transferred":
-            investors |= {d["from_investor"], d["to_investor"]}
+        with reading(e.position, e.type):
+            if e.type == "warrant.series_registered":
+                issuers |= {d["terms"]["target_uscc"],
+                            d["terms"].get("issuing_shareholder_id") or d["terms"]["target_uscc"]}
+            elif e.type == "warrant.units_issued":
+                investors.add(d["investor_id"])
+            elif e.type == "warrant.transferred":
+                investors |= {d["from_investor"], d["to_investor"]}
     return investors, issuers
 
 

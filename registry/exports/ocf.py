@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from registry.errors import reading
 from registry.clock import SHANGHAI, business_date
 from registry.eventlog.model import StoredEvent
 from registry.exports import stream_events
@@ -138,7 +139,8 @@ class _SeriesRun:
             handler = getattr(self, "_" + e.type.replace(".", "_"), None)
             if handler is not None:
                 self.position = e.position
-                handler(e)
+                with reading(e.position, e.type):
+                    handler(e)
         return self.out
 
     def _emit(self, tx: dict[str, Any]) -> None:
@@ -381,10 +383,11 @@ def holders_of(series: dict[str, list[StoredEvent]]) -> set[str]:
     found: set[str] = set()
     for events in series.values():
         for e in events:
-            if e.type in ("warrant.units_issued", "warrant.exercised"):
-                found.add(e.data["investor_id"])
-            elif e.type == "warrant.transferred":
-                found |= {e.data["from_investor"], e.data["to_investor"]}
+            with reading(e.position, e.type):
+                if e.type in ("warrant.units_issued", "warrant.exercised"):
+                    found.add(e.data["investor_id"])
+                elif e.type == "warrant.transferred":
+                    found |= {e.data["from_investor"], e.data["to_investor"]}
     return found
 
 

@@ -318,6 +318,12 @@ async def test_an_event_whose_data_its_projector_cannot_read_stops_a_rebuild_by_
             await rebuild(conn)
         assert await conn.fetchval("SELECT count(*) FROM trading_day") > 0  # the rebuild changed nothing
     assert caught.value.position == position and "warrant.transferred" in caught.value.reason
+    # the regulators' export stops at it and names it, rather than fail or leave it out
+    export = await client.get("/exports/registration-records", headers=REGULATOR)
+    assert export.status_code == 409, export.text
+    problem = export.json()
+    assert problem["code"] == "eventlog.event_unreadable" and problem["position"] == position
+    assert problem["event_type"] == "warrant.transferred" and "from_investor" in problem["detail"]
 
 
 def test_every_request_field_states_its_bounds() -> None:
