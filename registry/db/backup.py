@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError
+from registry.db.embedded import DATABASE, NOT_COPIED, SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError
 from registry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,6 @@ KEYS = "keys"
 FORMAT = 1
 LONG = 24 * 3600.0
 """A base backup or its verification may take hours on a large cluster; it is never cut short."""
-NOT_COPIED = ("postmaster.pid", "postmaster.opts", "backup_manifest")
-"""Left behind by a restore: a running server's files (never in a base backup, but a copied folder may
-have them) and the manifest, which belongs to the backup, not to the cluster."""
-
-
 class BackupError(RuntimeError):
     pass
 
@@ -146,17 +141,6 @@ def read_manifest(source: Path) -> BackupManifest:
     return manifest
 
 
-def relocate(pgdata: Path, socket_dir: Path) -> None:
-    """Make a copied cluster folder this data folder's own: its socket folder, no lock of the original's."""
-    for leftover in [*pgdata.glob(".s.PGSQL.*"), *(pgdata / name for name in NOT_COPIED)]:
-        leftover.unlink(missing_ok=True)
-    auto_conf = pgdata / "postgresql.auto.conf"
-    lines = [line for line in auto_conf.read_text(encoding="utf-8").splitlines()
-             if not line.replace(" ", "").startswith("unix_socket_directories=")]
-    lines.append(f"unix_socket_directories = '{socket_dir}'")
-    auto_conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 class Restored(msgspec.Struct, kw_only=True, frozen=True):
     manifest: BackupManifest
     data_dir: Path
@@ -175,7 +159,7 @@ def restore_backup(settings: Settings, source: Path) -> Restored:
     _tool("pg_verifybackup", "-q", str(source / CLUSTER))
     server = EmbeddedPostgres(target)
     shutil.copytree(source / CLUSTER, server.pgdata, ignore=shutil.ignore_patterns(*NOT_COPIED), dirs_exist_ok=True)
-    relocate(server.pgdata, server.socket_dir)
+    server.adopt_copied_cluster()
     server.take_ownership()
     server.pgdata.chmod(0o700)
     digests = _copy_keys(source / KEYS, target / KEYS)
@@ -232,4 +216,4 @@ def run_restore(settings: Settings, source: Path) -> int:
     return _command("restore", work)
 
 
-__all__ = ["take_backup", "restore_backup", "relocate", "run_backup", "run_restore", "BackupError"]
+__all__ = ["take_backup", "restore_backup", "run_backup", "run_restore", "BackupError"]

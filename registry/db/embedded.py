@@ -57,6 +57,25 @@ def pause(seconds: float, cancel: threading.Event | None = None) -> bool:
     return True
 
 
+NOT_COPIED = ("postmaster.pid", "postmaster.opts", "backup_manifest")
+"""What a copied cluster folder must lose: a running server's files (never in a base backup, but a copied
+folder may have them) and a backup's manifest, which belongs to the backup, not to the cluster."""
+
+
+def relocate(pgdata: Path, socket_dir: Path, settings: dict[str, str] | None = None) -> None:
+    """Make a cluster folder copied from elsewhere this folder's own: drop the original's pid, socket lock
+    and manifest files, and point its socket at `socket_dir` (the copied `postgresql.auto.conf` names the
+    original's); `settings` replace any copied value of theirs."""
+    for leftover in [*pgdata.glob(".s.PGSQL.*"), *(pgdata / name for name in NOT_COPIED)]:
+        leftover.unlink(missing_ok=True)
+    conf = {"unix_socket_directories": f"'{socket_dir}'", **(settings or {})}
+    auto_conf = pgdata / "postgresql.auto.conf"
+    lines = [line for line in auto_conf.read_text(encoding="utf-8").splitlines()
+             if line.replace(" ", "").split("=", 1)[0] not in conf]
+    lines += [f"{key} = {value}" for key, value in conf.items()]
+    auto_conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 class EmbeddedPostgresError(RuntimeError):
     pass
 
@@ -272,17 +291,8 @@ class EmbeddedPostgres:
         self._prepare_permissions()
 
     def adopt_copied_cluster(self, settings: dict[str, str] | None = None) -> None:
-        """Make a cluster copied from another data folder (a base backup) this folder's own: drop the
-        original's pid and socket lock files, and point its socket at this folder's (the copied
-        `postgresql.auto.conf` names the original's); `settings` are appended after."""
-        for name in ("postmaster.pid", "postmaster.opts"):
-            (self.pgdata / name).unlink(missing_ok=True)
-        for lock in self.pgdata.glob(".s.PGSQL.*"):
-            lock.unlink(missing_ok=True)
-        conf = {"unix_socket_directories": f"'{self.socket_dir}'", **(settings or {})}
-        with open(self.pgdata / "postgresql.auto.conf", "a", encoding="utf-8") as f:
-            for key, value in conf.items():
-                f.write(f"{key} = {value}\n")
+        """Make a cluster copied into this folder (a base backup, a standby) its own; see `relocate`."""
+        relocate(self.pgdata, self.socket_dir, settings)
 
     def start(self, timeout: float = 60, cancel: threading.Event | None = None) -> bool:
         """Make sure the server runs; True when this call started it (False: it was already up).

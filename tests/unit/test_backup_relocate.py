@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.db.backup import relocate
+from registry.db.embedded import relocate
 
 
 def test_relocation_drops_the_originals_socket_lock_and_points_the_socket_at_the_new_folder(tmp_path: Path) -> None:
