@@ -375,7 +375,7 @@ def main(args: argparse.Namespace) -> int:
         import uvloop
 
         results = uvloop.run(measure(args.events, args.holders, args.seconds, clients, base,
-                                     instances=getattr(args, "instances", 1)))
+                                     instances=args.instances))
     except Exception as exc:  # noqa: BLE001 - a measurement that failed says why
         print(f"bench failed: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from registry.db.embedded import DATABASE, NOT_COPIED, SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError
+from registry.db.embedded import DATABASE, SUPERUSER, EmbeddedPostgres, EmbeddedPostgresError
 from registry.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def restore_backup(settings: Settings, source: Path) -> Restored:
         raise BackupError(f"{target} is not empty: a backup is restored into a new data folder")
     _tool("pg_verifybackup", "-q", str(source / CLUSTER))
     server = EmbeddedPostgres(target)
-    shutil.copytree(source / CLUSTER, server.pgdata, ignore=shutil.ignore_patterns(*NOT_COPIED), dirs_exist_ok=True)
+    shutil.copytree(source / CLUSTER, server.pgdata, dirs_exist_ok=True)  # adopt_copied_cluster drops its leftovers
     server.adopt_copied_cluster()
     server.take_ownership()
     server.pgdata.chmod(0o700)

@@ -30,7 +30,7 @@ CLOSE_TIMEOUT = 2.0
 MOST_DELAY = 2.0
 """Reconnection backoff doubles from the first delay up to this: a server back up is found within ~2 s."""
 
-LOST = (
+LOST_SERVER = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and the socket closing under a query
     asyncpg.AdminShutdownError,  # 57P01: shutdown, or pg_terminate_backend()
     asyncpg.CrashShutdownError,  # 57P02: another backend crashed; the server resets
@@ -38,14 +38,22 @@ LOST = (
     asyncpg.ReadOnlySQLTransactionError,  # 25006: a failover left this connection on a standby
     asyncpg.exceptions.InternalClientError,  # the protocol broke (a terminated backend's message mid-command);
     # includes TargetServerAttributeNotMatched: no listed host is a primary (yet)
-    OSError,  # refused, reset, no socket file
-    TimeoutError,
 )
+"""What asyncpg raises when the server, or the connection to it, is gone."""
+LOST = (*LOST_SERVER, OSError, TimeoutError)
+"""...and what reaching a server raises: refused, reset, no socket file, no answer."""
 
 
 def lost(exc: BaseException, conn: asyncpg.Connection | None = None) -> bool:
-    """Whether `exc` means the database (or this connection to it) is gone, not that it refused something."""
-    return isinstance(exc, LOST) or (conn is not None and conn.is_closed())
+    """Whether `exc` means the database (or this connection to it) is gone, not that it refused something.
+
+    With the connection in hand, an OSError or a timeout counts only if the connection closed: a command's
+    own I/O failing on a healthy connection is that command's failure, not an outage."""
+    if isinstance(exc, LOST_SERVER):
+        return True
+    if conn is not None:
+        return conn.is_closed()
+    return isinstance(exc, (OSError, TimeoutError))
 
 
 def describe(exc: BaseException) -> str:

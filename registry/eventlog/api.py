@@ -19,7 +19,7 @@ from registry.access.policy import READ_ALL, allow
 from registry.db.outage import DatabaseUnavailable
 from registry.eventlog import store
 from registry.eventlog.model import StoredEvent
-from registry.clock import SHANGHAI
+from registry.clock import market_moment
 from registry.errors import BadRequest
 from registry.http.pagination import Page, clamp_limit, position_cursor
 from registry.http.params import Limit, PositionAfter
@@ -44,7 +44,7 @@ def moment(name: str, raw: str | None) -> dt.datetime | None:
         return None
     try:
         if _DATE.fullmatch(raw):
-            return dt.datetime.combine(dt.date.fromisoformat(raw), dt.time(), SHANGHAI).astimezone(dt.timezone.utc)
+            return market_moment(dt.date.fromisoformat(raw), dt.time())
         if _DATE_TIME.fullmatch(raw):
             return dt.datetime.fromisoformat(raw.upper()).astimezone(dt.timezone.utc)
     except ValueError:

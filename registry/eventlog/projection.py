@@ -25,6 +25,12 @@ class EventRecord(msgspec.Struct, kw_only=True, frozen=True):
     recorded_at: dt.datetime
     effective_date: dt.date | None
 
+    @classmethod
+    def of(cls, e: Any) -> EventRecord:
+        """What a projector sees of a stored event (a CanonicalEvent read back from the log)."""
+        return cls(position=e.position, stream=e.stream, type=e.type, data=e.data, actor=e.meta.actor,
+                   recorded_at=e.recorded_at, effective_date=e.effective_date)
+
 
 Projector = Callable[[asyncpg.Connection, EventRecord], Awaitable[None]]
 BatchProjector = Callable[[asyncpg.Connection, list[EventRecord]], Awaitable[None]]

@@ -61,9 +61,7 @@ async def _replay(conn: asyncpg.Connection, position: int, raw: bytes) -> None:
         raise EventNotReplayable(position, "its stored bytes are not an event document: "
                                            f"{canonical.malformed_reason(exc)}") from None
     try:
-        await projection.apply(conn, EventRecord(
-            position=e.position, stream=e.stream, type=e.type, data=e.data, actor=e.meta.actor,
-            recorded_at=e.recorded_at, effective_date=e.effective_date))
+        await projection.apply(conn, EventRecord.of(e))
     except _UNPROJECTABLE as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:300]
         raise EventNotReplayable(position, f"its {e.type} data cannot be projected ({type(exc).__name__}: "

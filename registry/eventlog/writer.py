@@ -437,9 +437,7 @@ class Writer:
         return self._conn
 
     async def _process(self, jobs: list[_Job], *, retry: bool = True) -> None:
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            conn = await self._usable_connection()
+        conn = await self._usable_connection()
         if conn is None:
             self._answer(jobs, self._refusal())
             return
@@ -493,27 +491,19 @@ class Writer:
         since = self._head_position
         if since < -1 or not since < position <= since + CATCH_UP_LIMIT:
             return False
+        # dense and chained by the table's own guard: the first must follow our head, the last is theirs
         rows = await conn.fetch("SELECT canonical, hash, prev_hash FROM event WHERE position > $1 AND position <= $2 "
                                 "ORDER BY position", since, position)
-        if len(rows) != position - since:
+        if len(rows) != position - since or bytes(rows[0]["prev_hash"]) != self._head_hash \
+                or bytes(rows[-1]["hash"]) != hash_:
             return False
-        previous = self._head_hash
-        events = []
-        for row in rows:
-            if bytes(row["prev_hash"]) != previous:
-                return False
-            previous = bytes(row["hash"])
-            try:
-                events.append(canonical.decode(row["canonical"]))
-            except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
-                return False
-        if previous != hash_:
+        try:
+            events = [canonical.decode(row["canonical"]) for row in rows]
+        except canonical.UNDECODABLE:
             return False
         for e in events:
             self._versions[e.stream] = e.version
-            self.memo.observe(EventRecord(position=e.position, stream=e.stream, type=e.type, data=e.data,
-                                          actor=e.meta.actor, recorded_at=e.recorded_at,
-                                          effective_date=e.effective_date))
+            self.memo.observe(EventRecord.of(e))
         self.caught_up += len(events)
         return True
 

@@ -28,3 +28,18 @@ def test_a_lost_server_is_told_apart_from_a_refused_statement() -> None:
     assert lost(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))
     assert not lost(asyncpg.UniqueViolationError("duplicate key"))
     assert not lost(asyncpg.QueryCanceledError("canceling statement due to statement timeout"))
+
+
+class _Connection:
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+
+def test_a_commands_own_io_failing_on_a_healthy_connection_is_not_an_outage() -> None:
+    assert not lost(OSError("no such file"), _Connection(closed=False))
+    assert not lost(TimeoutError(), _Connection(closed=False))
+    assert lost(ConnectionResetError(), _Connection(closed=True))
+    assert lost(asyncpg.AdminShutdownError("terminating connection"), _Connection(closed=False))
