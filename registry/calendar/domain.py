@@ -87,9 +87,17 @@ class CalendarEdit(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     """Why: e.g. "国务院办公厅关于2027年部分节假日安排的通知" or the seed's source."""
 
 
+MAX_EDIT_DAYS = 20 * 366
+"""Longest span one edit states: every day of it becomes a row, and a span reaching 9999-12-31 would leave
+no day after it to extend to."""
+
+
 def edit_problems(edit: CalendarEdit) -> tuple[str, ...]:
     """Every way in which an edit fails to describe one span completely; empty when well formed."""
     problems = list(_span_problems(edit.first_day, edit.last_day, edit.trading_days))
+    if (edit.last_day - edit.first_day).days >= MAX_EDIT_DAYS:
+        problems.append(f"the edit spans {edit.first_day.isoformat()}..{edit.last_day.isoformat()}; one edit "
+                        f"covers at most {MAX_EDIT_DAYS} days (the seed's twelve years fit)")
     if not edit.reason.strip():
         problems.append("reason is empty")
     return tuple(problems)

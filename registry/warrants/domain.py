@@ -439,9 +439,7 @@ def check_terms(terms: SeriesTerms, *, legal_form: str, today: dt.date) -> None:
         problems.append("every allocation is a positive number of units")
     if any(a.subscription_price_per_unit < 0 for a in terms.allocations):
         problems.append("subscription prices are not negative")
-    units = sum(a.units for a in terms.allocations)
-    if units > MAX_UNITS:
-        problems.append(f"the allocations issue {units} units; a series issues at most {MAX_UNITS}")
+    units = sum(a.units for a in terms.allocations)  # at most MAX_UNITS: check_terms refused more
     if units * terms.exercise_price_per_unit * 100 > MAX_FEN or any(
             a.units * a.subscription_price_per_unit * 100 > MAX_FEN for a in terms.allocations):
         problems.append(f"the payments for the units exceed what the register records ({MAX_FEN} fen)")

@@ -79,8 +79,16 @@ def refuse_cross_site(scope: Scope) -> None:
             raise ForeignForm(f"the browser says this form came from a {fetch_site} page", sent_from=fetch_site)
         return
     origin = headers.get("origin")
-    if origin is not None and urlsplit(origin).netloc != headers.get("host", ""):
+    if origin is not None and _netloc(origin) != headers.get("host", ""):
         raise ForeignForm(f"the form came from {origin}, not from this site", sent_from=origin)
+
+
+def _netloc(origin: str) -> str | None:
+    """The host and port an Origin header names; None for one that is not a URL (e.g. `http://[`)."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:
+        return None
 
 
 class PageFormProtection:

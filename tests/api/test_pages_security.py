@@ -38,6 +38,7 @@ async def test_a_form_posted_from_another_site_signs_nobody_in(client: httpx.Asy
         ({"token": EXAMINER, "_csrf_token": form_token}, {"Sec-Fetch-Site": "cross-site"}),
         ({"token": EXAMINER, "_csrf_token": form_token}, {"Sec-Fetch-Site": "same-site"}),
         ({"token": EXAMINER, "_csrf_token": form_token}, {"Origin": "https://attacker.example"}),
+        ({"token": EXAMINER, "_csrf_token": form_token}, {"Origin": "http://["}),  # not even a URL
     ]
     for data, headers in forged:
         r = await client.post("/ui/sign-in", data=data, headers=headers)

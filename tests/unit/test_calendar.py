@@ -478,3 +478,13 @@ def test_every_day_of_the_seed_answers_consistently(xshg: TradingCalendar) -> No
     while day <= xshg.last_day:
         assert xshg.is_trading_day(day) == (day in trading)
         day += timedelta(days=1)
+
+
+def test_an_edit_spanning_centuries_is_refused_as_malformed(xshg: TradingCalendar) -> None:
+    """Every day of an edit's span becomes a row; one reaching 9999-12-31 would leave nothing to extend to."""
+    edit = CalendarEdit(first_day=D(2027, 1, 1), last_day=D(9999, 12, 31), trading_days=(D(2027, 1, 4),),
+                        reason="every day to the end of time")
+    assert any("at most" in p for p in domain.edit_problems(edit))
+    with pytest.raises(MalformedCalendarEdit):
+        xshg.with_edit(edit, today=D(2026, 11, 20))
+    assert domain.edit_problems(load_seed_edit()) == ()  # the seed's twelve years fit
