@@ -7,10 +7,11 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from registry.errors import BadRequest
+from registry.fields import MAX_BIGINT
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 100
-MAX_POSITION = 2**63 - 1
+MAX_POSITION = MAX_BIGINT
 """Log positions and tree sizes are PostgreSQL bigints; larger numbers are refused as bad requests."""
 
 
